@@ -1,0 +1,60 @@
+# Enhanced Scheduler — `make run` starts the daemon, `make test` runs the whole suite.
+# Both set up everything first: virtualenv, pinned dependencies, services, database, migrations.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-unit test-integration test-faults lint format typecheck bench migrate \
+        services db demo clean help
+
+help:
+	@echo "make run | test | test-unit | test-integration | lint | format | typecheck | bench | migrate | demo | clean"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+services:
+	@deploy/local/ensure-services.sh
+
+db: venv services
+	$(PY) -m database.bootstrap
+
+run: db
+	$(PY) scheduler.py run
+
+migrate: venv
+	$(PY) run_migrations.py
+
+test: venv services
+	$(PY) -m pytest tests
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+test-integration: venv services
+	$(PY) -m pytest tests/integration
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+bench: venv services
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis bench/results.json
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

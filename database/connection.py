@@ -1,0 +1,232 @@
+"""The one boundary over PostgreSQL: a psycopg_pool pool, rows as dicts, our own exceptions.
+
+This is the only module where psycopg exceptions become ours: connection problems become
+`DatabaseUnavailable` (naming host, port and database, never the password) and statement errors
+become `DatabaseError` keeping the violated constraint's name.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from services.errors import DatabaseError, DatabaseUnavailable
+
+Params = Mapping[str, Any] | Sequence[Any] | None
+Row = dict[str, Any]
+
+
+def describe_target(url: str) -> str:
+    """'host:port/database' of a connection string, for messages (no user, no password)."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable DATABASE_URL>"
+    host = info.get("host") or "localhost"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def translate_error(exc: Exception, target: str) -> Exception:
+    """Map a psycopg/pool exception to ours; anything else is returned unchanged."""
+    if isinstance(exc, PoolTimeout):
+        return DatabaseUnavailable(
+            f"PostgreSQL at {target} is unreachable (no connection available)"
+        )
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+    ):
+        return DatabaseUnavailable(f"PostgreSQL at {target} is unreachable: {_first_line(exc)}")
+    if isinstance(exc, psycopg.Error):
+        diag = exc.diag
+        return DatabaseError(
+            _first_line(exc), constraint=diag.constraint_name, sqlstate=diag.sqlstate
+        )
+    return exc
+
+
+class Session:
+    """Statements on one connection (inside a transaction, or autocommit)."""
+
+    def __init__(self, conn: psycopg.Connection[Row], target: str) -> None:
+        self.conn = conn
+        self._target = target
+
+    def execute(self, query: str, params: Params = None) -> int:
+        """Run a statement; return the number of rows it affected."""
+        with self._cursor(query, params) as cur:
+            return cur.rowcount
+
+    def fetch_one(self, query: str, params: Params = None) -> Row | None:
+        with self._cursor(query, params) as cur:
+            return cur.fetchone()
+
+    def fetch_all(self, query: str, params: Params = None) -> list[Row]:
+        with self._cursor(query, params) as cur:
+            return cur.fetchall()
+
+    def fetch_value(self, query: str, params: Params = None) -> Any:
+        row = self.fetch_one(query, params)
+        return None if row is None else next(iter(row.values()))
+
+    def execute_many(self, query: str, params_seq: Sequence[Params]) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(query, params_seq)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise translate_error(exc, self._target) from exc
+
+    @contextmanager
+    def _cursor(self, query: str, params: Params) -> Iterator[psycopg.Cursor[Row]]:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(query, params)
+                yield cur
+        except psycopg.Error as exc:
+            raise translate_error(exc, self._target) from exc
+
+
+class DatabaseConnection:
+    """A bounded pool of connections to one database (min/max size from settings)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 10.0,
+        name: str = "scheduler",
+    ) -> None:
+        self.url = url
+        self.target = describe_target(url)
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
+        self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            name=name,
+            timeout=pool_timeout,
+            reconnect_timeout=0,  # keep retrying in the background across long outages
+            check=ConnectionPool.check_connection,  # a restarted server leaves dead sockets behind
+            connection_class=psycopg.Connection[Row],
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": max(1, round(connect_timeout)),
+                "application_name": "enhanced-scheduler",
+            },
+        )
+        self._open_lock = threading.Lock()
+        self._opened = False
+
+    def _ensure_open(self) -> None:
+        if not self._opened:
+            with self._open_lock:
+                if not self._opened:
+                    self._pool.open(wait=False)
+                    self._opened = True
+
+    def check(self) -> None:
+        """Connect once outside the pool; raise DatabaseUnavailable with the server's reason."""
+        try:
+            with psycopg.connect(
+                self.url, connect_timeout=max(1, round(self._connect_timeout))
+            ) as c:
+                c.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {self.target}: {_first_line(exc)}"
+            ) from None
+
+    def ping(self) -> bool:
+        """True when a pooled connection answers `SELECT 1`."""
+        try:
+            return bool(self.fetch_value("SELECT 1") == 1)
+        except (DatabaseUnavailable, DatabaseError):
+            return False
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A pooled connection in autocommit mode."""
+        self._ensure_open()
+        try:
+            with self._pool.connection(timeout=self._pool_timeout) as conn:
+                yield Session(conn, self.target)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate_error(exc, self.target) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A pooled connection inside one transaction: committed on success, else rolled back."""
+        with self.session() as session:
+            try:
+                with session.conn.transaction():
+                    yield session
+            except psycopg.Error as exc:
+                raise translate_error(exc, self.target) from exc
+
+    def execute(self, query: str, params: Params = None) -> int:
+        with self.session() as session:
+            return session.execute(query, params)
+
+    def fetch_one(self, query: str, params: Params = None) -> Row | None:
+        with self.session() as session:
+            return session.fetch_one(query, params)
+
+    def fetch_all(self, query: str, params: Params = None) -> list[Row]:
+        with self.session() as session:
+            return session.fetch_all(query, params)
+
+    def fetch_value(self, query: str, params: Params = None) -> Any:
+        with self.session() as session:
+            return session.fetch_value(query, params)
+
+    def close(self) -> None:
+        with self._open_lock:
+            if self._opened:
+                self._pool.close()
+                self._opened = False
+
+
+_db: DatabaseConnection | None = None
+_db_lock = threading.Lock()
+
+
+def get_db_connection() -> DatabaseConnection:
+    """The process-wide pool, built from settings on first use."""
+    global _db
+    with _db_lock:
+        if _db is None:
+            from services.config import get_settings
+
+            settings = get_settings()
+            _db = DatabaseConnection(
+                settings.database_url,
+                min_size=settings.db_pool_min_size,
+                max_size=settings.db_pool_max_size,
+            )
+        return _db
+
+
+def close_db_connection() -> None:
+    """Close and forget the process-wide pool (shutdown, tests)."""
+    global _db
+    with _db_lock:
+        if _db is not None:
+            _db.close()
+            _db = None

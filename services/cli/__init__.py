@@ -1,0 +1,1 @@
+"""The `python scheduler.py COMMAND` command-line interface."""

@@ -1,0 +1,53 @@
+"""The exceptions of the scheduler: one base class, small subclasses a user can act on."""
+
+from __future__ import annotations
+
+
+class SchedulerError(Exception):
+    """Base class of every error the scheduler raises on purpose."""
+
+
+class ConfigurationError(SchedulerError):
+    """A setting is missing or malformed; the message names the variable and what it accepts."""
+
+
+class DatabaseUnavailable(SchedulerError):
+    """PostgreSQL is unreachable; the message names host, port and database, never the password."""
+
+
+class DatabaseError(SchedulerError):
+    """A statement failed; keeps the violated constraint's name when there is one."""
+
+    def __init__(self, message: str, *, constraint: str | None = None, sqlstate: str | None = None):
+        super().__init__(message)
+        self.constraint = constraint
+        self.sqlstate = sqlstate
+
+
+class InvalidScheduleError(SchedulerError):
+    """A schedule's frequency/time_config (or another field) does not validate."""
+
+    def __init__(self, reason: str, *, schedule_id: object | None = None):
+        super().__init__(reason if schedule_id is None else f"schedule {schedule_id}: {reason}")
+        self.reason = reason
+        self.schedule_id = schedule_id
+
+
+class ScheduleNotFound(SchedulerError):
+    def __init__(self, schedule_id: object):
+        super().__init__(f"no schedule with id {schedule_id}")
+        self.schedule_id = schedule_id
+
+
+class ExecutionNotFound(SchedulerError):
+    def __init__(self, execution_id: object):
+        super().__init__(f"no execution with id {execution_id}")
+        self.execution_id = execution_id
+
+
+class LockUnavailable(SchedulerError):
+    """Redis could not be reached to take or check a lock: the run is skipped, never unlocked."""
+
+
+class MigrationError(SchedulerError):
+    """A migration file is malformed, was edited after it was applied, or failed to apply."""

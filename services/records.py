@@ -1,0 +1,74 @@
+"""Rows as frozen dataclasses: what the repositories hand to the rest of the daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+def _from_row(cls: Any, row: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in row.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Schedule:
+    schedule_id: UUID
+    domain_config_id: UUID
+    domain: str
+    frequency: str
+    time_config: Any  # JSON as stored: validated separately, may be anything in a hand-made row
+    enabled: bool = True
+    name: str | None = None
+    profile_id: UUID | None = None
+    job_type: str | None = None
+    payload: Any = field(default_factory=dict)
+    source: str = "manual"
+    next_run: datetime | None = None
+    last_run: datetime | None = None
+    last_status: str | None = None
+    last_error: str | None = None
+    config_hash: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Schedule:
+        schedule: Schedule = _from_row(cls, row)
+        return schedule
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Execution:
+    execution_id: UUID
+    schedule_id: UUID | None
+    job_id: str
+    domain: str
+    domain_config_id: UUID
+    status: str
+    started_at: datetime
+    scheduled_for: datetime
+    attempt: int = 1
+    trigger: str = "schedule"
+    completed_at: datetime | None = None
+    duration_seconds: float | None = None
+    scan_id: UUID | None = None
+    error_message: str | None = None
+    error_details: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    instance_id: str | None = None
+    fencing_token: int | None = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Execution:
+        execution: Execution = _from_row(cls, row)
+        return execution
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

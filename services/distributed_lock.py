@@ -1,0 +1,345 @@
+"""Renewable Redis locks: one holder per key, and a holder that learns at once when it lost it.
+
+Built on redis-py's ``Lock``: its per-acquisition token, ``SET NX PX`` acquire and its Lua scripts
+that extend and delete the key only while it still holds our token. This module adds a renewal
+thread per held lock, loss detection, typed errors and the process-wide client.
+
+Timing rule: a Redis call can block for up to ``socket_timeout * (retries + 1)`` when Redis hangs,
+and the renewal thread cannot notice the deadline while blocked. Keep that product well below
+``ttl / 3``, or loss of a lock on a hung Redis is reported late (``get_redis_client`` derives its
+socket timeout from LOCK_TIMEOUT for this reason).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+
+import redis
+import structlog
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.lock import Lock
+from redis.retry import Retry
+
+from services.errors import LockUnavailable, SchedulerError
+
+__all__ = [
+    "LOCK_KEY_PREFIX",
+    "DistributedLock",
+    "LockNotAcquired",
+    "api_sync_lock_key",
+    "close_redis_client",
+    "create_redis_client",
+    "get_redis_client",
+    "schedule_lock_key",
+]
+
+log = structlog.get_logger(__name__)
+
+LOCK_KEY_PREFIX = "lock:"
+
+# One quick retry heals a pooled connection that died with a Redis restart; redis-py's default
+# (10 retries up to 1 s apart) would hide an outage for seconds and delay loss detection.
+CLIENT_RETRIES = 1
+_ACQUIRE_POLL_S = 0.05  # between attempts of a bounded wait
+_RETRY_FIRST_S = 0.05  # first pause after a failed extension; doubles up to _RETRY_MAX_S
+_RETRY_MAX_S = 0.5
+_JOIN_TIMEOUT_S = 2.0  # release() waits this long for the renewal thread to finish
+
+
+def schedule_lock_key(schedule_id: object, prefix: str = "") -> str:
+    return f"{prefix}{LOCK_KEY_PREFIX}schedule:{schedule_id}"
+
+
+def api_sync_lock_key(prefix: str = "") -> str:
+    return f"{prefix}{LOCK_KEY_PREFIX}api_sync"
+
+
+def create_redis_client(
+    url: str,
+    *,
+    max_connections: int = 50,
+    socket_timeout: float = 5.0,
+    connect_timeout: float = 5.0,
+    health_check_interval: int = 30,
+) -> redis.Redis:
+    """A client with explicit time-outs and a bounded pool (callers wait for a free connection)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=connect_timeout,  # wait for a free pooled connection no longer than for a new one
+        decode_responses=True,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        health_check_interval=health_check_interval,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=CLIENT_RETRIES),
+    )
+    # from_pool: closing the client also closes its pool.
+    return redis.Redis.from_pool(pool)
+
+
+_client: redis.Redis | None = None
+_client_lock = threading.Lock()
+
+
+def get_redis_client() -> redis.Redis:
+    """The process-wide client, built on first use from the settings (REDIS_URL or REDIS_HOST)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            from services.config import get_settings  # late: config must not import Redis code
+
+            settings = get_settings()
+            # Small enough that a hung Redis cannot block a renewal past a third of the TTL.
+            socket_timeout = min(5.0, settings.lock_timeout / (3 * (CLIENT_RETRIES + 1)))
+            _client = create_redis_client(
+                settings.redis_url,
+                max_connections=settings.redis_max_connections,
+                socket_timeout=socket_timeout,
+            )
+        return _client
+
+
+def close_redis_client() -> None:
+    """Close and forget the process-wide client (at shutdown, and between tests)."""
+    global _client
+    with _client_lock:
+        client, _client = _client, None
+    if client is not None:
+        client.close()
+
+
+class LockNotAcquired(SchedulerError):
+    """The lock is held by someone else (raised by ``with DistributedLock(...)``)."""
+
+    def __init__(self, key: str, holder: str | None = None):
+        who = f"held by {holder}" if holder else "held by another holder"
+        super().__init__(f"lock {key} is {who}")
+        self.key = key
+        self.holder = holder
+
+
+def _as_text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _TokenLock(Lock):
+    """redis-py's Lock, except that a client-side retry of SET NX cannot report our own lock as
+    taken: when the first reply is lost, the retry finds our token in the key."""
+
+    def do_acquire(self, token: str) -> bool:
+        if super().do_acquire(token):
+            return True
+        stored = self.redis.get(self.name)
+        return stored is not None and _as_text(stored) == _as_text(token)
+
+
+class DistributedLock:
+    """One acquisition of ``key``, renewed every ``renew_interval`` (ttl/3) while held.
+
+    The lock is lost when an extension finds the key gone or holding another token, or when Redis
+    stays unreachable until the TTL of the last successful extension would run out. Then ``lost``
+    is set, ``on_lost(lock)`` is called from the renewal thread, and renewal stops. An object is
+    acquired at most once: its token names one acquisition.
+    """
+
+    def __init__(
+        self,
+        redis: redis.Redis,
+        key: str,
+        ttl: float,
+        instance_id: str,
+        *,
+        token: str | None = None,
+        on_lost: Callable[[DistributedLock], None] | None = None,
+        renew: bool = True,
+        renew_interval: float | None = None,
+    ):
+        if ttl <= 0:
+            raise ValueError(f"lock ttl must be positive, got {ttl}")
+        interval = ttl / 3 if renew_interval is None else renew_interval
+        if renew and not 0 < interval < ttl:
+            raise ValueError(f"renew_interval must be in (0, ttl={ttl}), got {interval}")
+        self.key = key
+        self.ttl = float(ttl)
+        self.instance_id = instance_id
+        self.token = token if token is not None else f"{instance_id}|{uuid.uuid4().hex}"
+        self.lost = threading.Event()
+        self._redis = redis
+        self._on_lost = on_lost
+        self._renew = renew
+        self._renew_interval = interval
+        # thread_local=False: the renewal thread extends with the token the caller's thread set.
+        self._lock = _TokenLock(redis, key, timeout=self.ttl, blocking=False, thread_local=False)
+        self._state = threading.Lock()  # guards the acquired/released/lost transitions
+        self._acquired = False
+        self._released = False
+        self._valid_until = 0.0  # monotonic: when the key expires at the latest, per our last write
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"DistributedLock(key={self.key!r}, token={self.token!r}, held={self.held})"
+
+    @property
+    def held(self) -> bool:
+        """Acquired, not released, not lost, and its TTL has not run out."""
+        with self._state:
+            live = self._acquired and not self._released and not self.lost.is_set()
+            return live and time.monotonic() < self._valid_until
+
+    def acquire(self, wait: float = 0.0) -> bool:
+        """Take the lock: True if held now, False if someone else holds it after ``wait`` seconds.
+
+        Raises LockUnavailable when Redis cannot be asked; the caller must not run unlocked.
+        """
+        with self._state:
+            if self._acquired:
+                raise RuntimeError(f"lock {self.key} was already acquired by this object")
+        give_up_at = time.monotonic() + max(wait, 0.0)
+        while True:
+            # TTL counts from before the request: the server's expiry can only be later.
+            attempt_at = time.monotonic()
+            try:
+                taken = self._lock.acquire(blocking=False, token=self.token)
+            except RedisError as exc:
+                raise LockUnavailable(
+                    f"cannot take lock {self.key}: Redis unreachable ({type(exc).__name__}: {exc})"
+                ) from exc
+            if taken:
+                break
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(_ACQUIRE_POLL_S, remaining))
+        with self._state:
+            self._acquired = True
+            self._valid_until = attempt_at + self.ttl
+        log.debug("lock.acquired", key=self.key, token=self.token, ttl=self.ttl)
+        if self._renew:
+            self._thread = threading.Thread(
+                target=self._renew_loop, name=f"lock-renew:{self.key}", daemon=True
+            )
+            self._thread.start()
+        return True
+
+    def holder(self) -> str | None:
+        """The token now stored in the key (who holds it), or None when it is free."""
+        try:
+            value = self._redis.get(self.key)
+        except RedisError as exc:
+            raise LockUnavailable(
+                f"cannot read lock {self.key}: Redis unreachable ({type(exc).__name__}: {exc})"
+            ) from exc
+        return None if value is None else _as_text(value)
+
+    def release(self) -> bool:
+        """Stop renewing and delete the key if it still holds our token.
+
+        False (never an exception) when not held, already lost, or Redis cannot be reached; in
+        the last case the key expires after its TTL.
+        """
+        with self._state:
+            if not self._acquired or self._released:
+                return False
+            self._released = True
+            was_lost = self.lost.is_set()
+        self._stop.set()
+        self._join_renewal()
+        if was_lost:
+            return False
+        try:
+            self._lock.release()
+        except LockNotOwnedError:
+            # Expired or taken over before the renewal thread noticed (or renew=False).
+            log.warning("lock.release_not_owned", key=self.key, token=self.token)
+            return False
+        except (LockError, RedisError) as exc:
+            log.warning(
+                "lock.release_failed", key=self.key, token=self.token, error=repr(exc), ttl=self.ttl
+            )
+            return False
+        log.debug("lock.released", key=self.key, token=self.token)
+        return True
+
+    def __enter__(self) -> DistributedLock:
+        if not self.acquire():
+            try:
+                holder = self.holder()
+            except LockUnavailable:
+                holder = None
+            raise LockNotAcquired(self.key, holder)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def _join_renewal(self) -> None:
+        thread = self._thread
+        # on_lost may call release() from the renewal thread itself, which cannot join itself.
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(_JOIN_TIMEOUT_S)
+        if thread.is_alive():
+            # Blocked in a Redis call; it exits as soon as the call returns, since _stop is set.
+            log.warning("lock.renew_thread_slow", key=self.key, token=self.token)
+
+    def _renew_loop(self) -> None:
+        try:
+            self._renew_until_stopped()
+        except Exception as exc:  # a dead renewal thread means a lock that silently expires
+            log.exception("lock.renew_crashed", key=self.key, token=self.token)
+            self._mark_lost(f"renewal thread crashed: {exc!r}")
+
+    def _renew_until_stopped(self) -> None:
+        failures = 0
+        next_at = self._valid_until - self.ttl + self._renew_interval
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            attempt_at = time.monotonic()
+            if attempt_at >= self._valid_until:
+                self._mark_lost(f"not renewed within its ttl of {self.ttl}s ({failures} failures)")
+                return
+            try:
+                self._lock.extend(self.ttl, replace_ttl=True)
+            except LockNotOwnedError:
+                self._mark_lost("key expired or taken by another token")
+                return
+            except Exception as exc:  # outage or any other failure: retry until the TTL runs out
+                if self._stop.is_set():
+                    return
+                if failures == 0:
+                    log.warning(
+                        "lock.renew_failed", key=self.key, token=self.token, error=repr(exc)
+                    )
+                delay = min(_RETRY_FIRST_S * 2**failures, _RETRY_MAX_S)
+                failures += 1
+                next_at = min(time.monotonic() + delay, self._valid_until)
+                continue
+            with self._state:
+                self._valid_until = attempt_at + self.ttl
+            if failures:
+                log.info("lock.renew_recovered", key=self.key, token=self.token, failures=failures)
+                failures = 0
+            next_at = attempt_at + self._renew_interval
+
+    def _mark_lost(self, reason: str) -> None:
+        with self._state:
+            if self._released or self.lost.is_set():
+                return  # a released lock is not lost, and a loss is reported once
+            self.lost.set()
+        log.warning("lock.lost", key=self.key, token=self.token, reason=reason)
+        if self._on_lost is None:
+            return
+        try:
+            self._on_lost(self)
+        except Exception:  # the callback's bug must not hide the loss or kill this thread
+            log.exception("lock.on_lost_failed", key=self.key, token=self.token)

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable
 from types import ModuleType
 
-from services.cli import migrate
-from services.cli.common import EXIT_USAGE, fail
-from services.errors import ConfigurationError
+from services.cli import migrate, runs, schedules, sync
+from services.cli.common import EXIT_OK, fail
+from services.errors import ConfigurationError, SchedulerError
+
+
+def _quiet_logging() -> None:
+    """Commands print their result on stdout; only warnings and errors go to stderr."""
+    from services.config import get_settings
+    from services.logging import configure_logging, secrets_of
+
+    try:
+        settings = get_settings()
+    except ConfigurationError:
+        return  # reported by the command itself
+    configure_logging(
+        level="WARNING",
+        fmt="console",
+        instance_id=settings.instance_id,
+        secrets=secrets_of(settings),
+    )
+
 
 Command = tuple[str, str, str, ModuleType]
 
 COMMANDS: list[Command] = [
     ("migrate", "apply pending database migrations", "scheduler.py migrate --status", migrate),
+    ("sync", "sync schedules from API_URL now", "scheduler.py sync --dry-run", sync),
 ]
 
 
@@ -40,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(subparsers)
+    schedules.register(subparsers)
+    runs.register(subparsers)
     for name, help_text, example, module in COMMANDS:
         sub = subparsers.add_parser(name, help=help_text, epilog=f"example: python {example}")
         module.add_arguments(sub)
@@ -50,10 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        _quiet_logging()
     try:
         code: int = args.handler(args)
     except ConfigurationError as exc:
         return fail(str(exc))
+    except SchedulerError as exc:  # unreachable database, unknown id, ...: one line, no trace
+        return fail(str(exc))
     except KeyboardInterrupt:
-        return EXIT_USAGE + 128
+        return 130
+    except BrokenPipeError:  # `scheduler.py history | head`: the reader left; not an error
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     return code

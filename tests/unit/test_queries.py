@@ -39,7 +39,7 @@ def test_every_query_name_used_in_code_exists() -> None:
         text = path.read_text()
         for load in _LOADS.finditer(text):
             queries = load_queries(load["module"])
-            for name in re.findall(rf'{re.escape(load["var"])}\["(\w+)"\]', text):
+            for name in re.findall(rf'(?<!\w){re.escape(load["var"])}\["(\w+)"\]', text):
                 assert name in queries, f"{path.name} uses missing query {name!r}"
                 checked += 1
     assert checked > 10

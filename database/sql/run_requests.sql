@@ -1,0 +1,36 @@
+-- name: insert_request
+-- A CLI request for the live daemons.
+INSERT INTO run_requests (kind, schedule_id, execution_id)
+VALUES (%(kind)s, %(schedule_id)s, %(execution_id)s)
+RETURNING *;
+
+-- name: get_request
+-- One request by id.
+SELECT * FROM run_requests WHERE request_id = %(request_id)s;
+
+-- name: claim_trigger
+-- Claim the oldest unclaimed trigger request (one instance only, thanks to SKIP LOCKED).
+UPDATE run_requests SET claimed_by = %(instance_id)s, claimed_at = now()
+WHERE request_id = (
+    SELECT request_id FROM run_requests
+    WHERE kind = 'trigger' AND done_at IS NULL AND claimed_by IS NULL
+    ORDER BY requested_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+RETURNING *;
+
+-- name: open_cancels_for
+-- Cancel requests aimed at runs this instance is running.
+SELECT request_id, execution_id FROM run_requests
+WHERE kind = 'cancel' AND done_at IS NULL AND execution_id = ANY(%(execution_ids)s::uuid[]);
+
+-- name: complete_request
+-- Record what became of a request.
+UPDATE run_requests
+SET done_at = now(), result = %(result)s, execution_id = coalesce(%(execution_id)s, execution_id),
+    claimed_by = coalesce(claimed_by, %(instance_id)s), claimed_at = coalesce(claimed_at, now())
+WHERE request_id = %(request_id)s;
+
+-- name: prune_requests
+-- Forget requests older than a day.
+DELETE FROM run_requests WHERE requested_at < now() - interval '1 day';

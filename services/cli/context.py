@@ -1,0 +1,37 @@
+"""What CLI commands talk to, built once per process from the settings."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import redis
+
+from database.connection import DatabaseConnection
+from services.config import get_settings
+from services.distributed_lock import create_redis_client
+from services.job_history import JobHistory
+from services.schedule_repository import ScheduleRepository
+
+
+@cache
+def database() -> DatabaseConnection:
+    settings = get_settings()
+    return DatabaseConnection(settings.database_url, min_size=0, max_size=2, pool_timeout=10)
+
+
+@cache
+def redis_client() -> redis.Redis:
+    settings = get_settings()
+    return create_redis_client(settings.redis_url, max_connections=4, socket_timeout=5.0)
+
+
+def repository() -> ScheduleRepository:
+    return ScheduleRepository(database(), default_timezone=get_settings().scheduler_timezone)
+
+
+def history() -> JobHistory:
+    return JobHistory(database())
+
+
+def key_prefix() -> str:
+    return get_settings().redis_key_prefix

@@ -1,0 +1,484 @@
+"""EnhancedScheduler: wires settings, PostgreSQL, Redis, APScheduler and the job runner.
+
+`start()` waits for the services, checks migrations, recovers this instance's leftovers, loads
+every enabled schedule (catching up on occurrences missed while all instances were down), and
+starts the side loops; `run()` blocks until SIGTERM/SIGINT, then shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+if __package__ in (None, ""):
+    # Run as `python services/enhanced_scheduler.py`: Python put services/ first on sys.path,
+    # where services/logging.py would shadow the stdlib; put the repo root there instead.
+    import os.path
+    import sys
+
+    _services_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _services_dir]
+    sys.path.insert(0, os.path.dirname(_services_dir))
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import redis
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from database.connection import DatabaseConnection
+from services.api_sync import ApiSyncService, zero_counts
+from services.clock import Clock, SystemClock
+from services.config import Settings, get_settings
+from services.distributed_lock import create_redis_client
+from services.errors import DatabaseError, DatabaseUnavailable, ScheduleNotFound, SchedulerError
+from services.execution_store import ExecutionStore
+from services.executor import OccurrenceExecutor
+from services.handlers import build_handler_registry
+from services.health import HealthServer
+from services.job_history import JobHistory
+from services.job_runner import JobRunner, LoadedSchedule, Occurrence, RunReport
+from services.liveness import Heartbeat, Reaper
+from services.logging import configure_logging, get_logger, secrets_of
+from services.metrics import Metrics
+from services.models import RunTrigger
+from services.records import Schedule
+from services.retry import RetryPolicy
+from services.run_requests import CHANNEL as REQUEST_CHANNEL
+from services.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
+from services.run_requests import RequestProcessor
+from services.schedule_loader import ScheduleLoader
+from services.schedule_watcher import ScheduleWatcher
+from services.sd_notify import sd_notify
+from services.service_thread import ServiceThread
+from services.startup import StartupError, check_migrations, wait_for_services
+
+log = get_logger(__name__)
+PRUNE_PERIOD_MS = 24 * 3600 * 1000
+
+
+class EnhancedScheduler:
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        enable_api_sync: bool | None = None,
+        api_sync_interval: float | None = None,
+        schedule_check_interval: float | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        s = self.settings
+        self.max_workers = max_workers or s.max_workers
+        self.enable_api_sync = s.api_url is not None if enable_api_sync is None else enable_api_sync
+        self.api_sync_interval = api_sync_interval or s.api_sync_interval
+        self.schedule_check_interval = schedule_check_interval or s.schedule_check_interval
+        self.instance_id = s.instance_id
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self.stop_event = threading.Event()
+        self.started = False
+        self.started_at: str | None = None
+        self._stopped = False
+        self.health: HealthServer | None = None
+        self.db = DatabaseConnection(
+            s.database_url, min_size=s.db_pool_min_size, max_size=s.db_pool_max_size
+        )
+        # Socket time-outs well under LOCK_TIMEOUT/3 so a hung Redis is noticed before a lock
+        # could expire under a run.
+        self.redis: redis.Redis = create_redis_client(
+            s.redis_url,
+            max_connections=s.redis_max_connections,
+            socket_timeout=min(5.0, s.lock_timeout / 6),
+            connect_timeout=min(5.0, s.lock_timeout / 6),
+        )
+        self.store = ExecutionStore(self.db, self.instance_id)
+        self.store.on_pending_change = self.metrics.pending_writes.set
+        self.handlers = build_handler_registry(
+            http_allowed_hosts=s.http_allowed_hosts,
+            job_webhook_url=s.job_webhook_url,
+            command_allowlist=s.command_allowlist,
+            python_handler_allowlist=s.python_handler_allowlist,
+            request_timeout=s.request_timeout,
+        )
+        self.runner = JobRunner(
+            store=self.store,
+            redis_client=self.redis,
+            handlers=self.handlers,
+            metrics=self.metrics,
+            clock=self.clock,
+            retry_policy=RetryPolicy(
+                s.retry_initial_delay,
+                s.retry_backoff_base,
+                s.retry_max_delay,
+                s.retry_max_attempts,
+            ),
+            instance_id=self.instance_id,
+            lock_ttl=s.lock_timeout,
+            default_grace=s.job_misfire_grace_time,
+            default_timeout=s.job_timeout,
+            default_job_type=s.default_job_type,
+            key_prefix=s.redis_key_prefix,
+            schedule_retry=self._schedule_retry,
+        )
+        self.executor = OccurrenceExecutor(self.max_workers, on_overlap=self._on_overlap)
+        self.scheduler = BackgroundScheduler(
+            executors={"default": self.executor},
+            job_defaults={
+                "coalesce": False,  # we coalesce ourselves, recording what we drop
+                "max_instances": s.job_max_instances,
+                "misfire_grace_time": None,  # checked by the runner, per schedule
+            },
+            timezone="UTC",
+        )
+        self.loader = ScheduleLoader(self)
+        self.watcher = ScheduleWatcher(
+            self.db,
+            self.loader,
+            self.metrics,
+            self.clock,
+            database_url=s.database_url,
+            interval=self.schedule_check_interval,
+            stop=self.stop_event,
+        )
+        self.heartbeat = Heartbeat(
+            self.redis,
+            self.instance_id,
+            s.heartbeat_interval,
+            s.redis_key_prefix,
+            describe=self.summary,
+        )
+        self.reaper = Reaper(
+            self.store,
+            self.redis,
+            heartbeat_interval=s.heartbeat_interval,
+            prefix=s.redis_key_prefix,
+            monotonic=self.clock.monotonic,
+        )
+        self.threads = [
+            ServiceThread("heartbeat", self.heartbeat.beat, s.heartbeat_interval, self.stop_event),
+            ServiceThread("reaper", self.reaper.sweep, s.heartbeat_interval, self.stop_event),
+            ServiceThread("result-writer", self._flush_results, 1.0, self.stop_event),
+            ServiceThread("history-pruner", self._prune_history, 3600.0, self.stop_event),
+        ]
+        self.api_sync = ApiSyncService(
+            self.db,
+            self.redis,
+            s,
+            self.metrics,
+            interval=self.api_sync_interval,
+            stop=self.stop_event,
+        )
+        if self.enable_api_sync and s.api_url:
+            self.threads.append(
+                ServiceThread(
+                    "api-sync", self.api_sync.step, self.api_sync_interval, self.stop_event
+                )
+            )
+        self.requests = RequestProcessor(
+            self.db,
+            self.runner,
+            self.instance_id,
+            trigger=self.trigger_now,
+            submit=self.executor.run_now,
+        )
+        requests_thread = ServiceThread(
+            "run-requests", self.requests.process, REQUEST_POLL_SECONDS, self.stop_event
+        )
+        self.threads.append(requests_thread)
+        self.watcher.channels[REQUEST_CHANNEL] = lambda _payload: requests_thread.poke()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, check, recover, load schedules and start firing. Raises StartupError."""
+        s = self.settings
+        log.info(
+            "scheduler.starting",
+            max_workers=self.max_workers,
+            lock_timeout=s.lock_timeout,
+            check_interval=self.schedule_check_interval,
+        )
+        if s.http_port != 0:
+            # Before the wait for services, so that /health answers during start-up.
+            self.health = HealthServer(self, s.http_host, s.http_port)
+            self.health.start()
+        wait_for_services(self.db, self.redis, s.startup_timeout)
+        check_migrations(s.database_url, migrate_on_start=s.migrate_on_start)
+        self.heartbeat.beat()
+        leftovers = self.store.abandon_own_leftovers(
+            f"instance {self.instance_id} restarted before the run finished"
+        )
+        if leftovers:
+            log.warning("scheduler.recovered_leftovers", abandoned=len(leftovers))
+        self.scheduler.start(paused=True)
+        self.watcher.initial_load()
+        self.scheduler.resume()
+        for thread in self.threads:
+            thread.start()
+        self.watcher.start()
+        self.started = True
+        self.started_at = self.clock.now().isoformat()
+        sd_notify("READY=1")
+        log.info("scheduler.started", jobs_loaded=self.loader.count)
+
+    def run(self) -> int:
+        """Block until SIGTERM/SIGINT (or stop()), then shut down. Returns the exit code."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+        if not self.started:
+            self.start()
+        while not self.stop_event.wait(1.0):
+            sd_notify("WATCHDOG=1")
+            for thread in self.threads:
+                thread.ensure_alive()
+            self.watcher.ensure_alive()
+        self.shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log.info("scheduler.signal", signal=signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def shutdown(self) -> None:
+        """Stop firing, let running jobs finish (SHUTDOWN_TIMEOUT), abandon the rest, release
+        every lock, remove the heartbeat."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stop_event.set()
+        sd_notify("STOPPING=1")
+        log.info("scheduler.stopping", running=len(self.runner.active_runs()))
+        if self.scheduler.running:
+            self.scheduler.pause()
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        while self.runner.active_runs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.runner.stop_all()
+        grace = time.monotonic() + 1.5
+        while self.runner.active_runs() and time.monotonic() < grace:
+            time.sleep(0.05)
+        for run in self.runner.active_runs():
+            # A handler that ignores its cancel event: record it and free its lock ourselves.
+            self.store.abandon(run.execution_id, "the instance shut down before the run finished")
+            if run.lock is not None:
+                run.lock.release()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        for thread in self.threads:
+            thread.poke()
+            thread.join(2.0)
+        self.watcher.join(2.0)
+        self._flush_results()
+        self.heartbeat.remove()
+        if self.health is not None:
+            self.health.stop()
+        self.handlers.close()
+        self.db.close()
+        self.redis.close()
+        log.info("scheduler.stopped")
+
+    # -- firing -------------------------------------------------------------------------------
+
+    def fire(self, schedule_id: str, run_times: Sequence[datetime] = ()) -> None:
+        """APScheduler callback for a schedule's job (runs on a worker thread)."""
+        loaded = self.loader.get(UUID(schedule_id))
+        if loaded is None:
+            return
+        due = list(run_times)
+        if self.settings.job_coalesce and len(due) > 1:
+            for moment in due[:-1]:
+                occ = Occurrence(loaded, moment, moment, job_id=schedule_id)
+                self.runner.skip(
+                    occ, "coalesced: a later occurrence was due at the same time", "coalesced"
+                )
+            due = due[-1:]
+        for moment in due:
+            self.runner.run(Occurrence(loaded, moment, moment, job_id=schedule_id))
+
+    def _on_overlap(self, job: Any, run_times: list[datetime]) -> None:
+        loaded = self.loader.get(UUID(str(job.args[0]))) if job.args else None
+        if loaded is None:
+            return
+        for moment in run_times:
+            self.runner.skip(
+                Occurrence(loaded, moment, moment, job_id=job.id),
+                "the previous run of this schedule is still going on this instance "
+                f"(JOB_MAX_INSTANCES={self.settings.job_max_instances})",
+                "overlap",
+            )
+
+    def _schedule_retry(self, occ: Occurrence, due: datetime) -> None:
+        stamp = occ.scheduled_for.strftime("%Y%m%dT%H%M%S")
+        job_id = f"retry:{occ.loaded.schedule_id}:{stamp}:{occ.attempt}"
+        self.scheduler.add_job(
+            self._fire_retry,
+            DateTrigger(run_date=due),
+            id=job_id,
+            replace_existing=True,
+            args=(str(occ.loaded.schedule_id), occ.scheduled_for, occ.attempt),
+        )
+
+    def _fire_retry(
+        self,
+        schedule_id: str,
+        scheduled_for: datetime,
+        attempt: int,
+        run_times: Sequence[datetime] = (),
+    ) -> None:
+        loaded = self.loader.get(UUID(schedule_id))
+        if loaded is None:
+            log.info(
+                "run.retry_dropped",
+                schedule_id=schedule_id,
+                attempt=attempt,
+                reason="schedule removed or disabled",
+            )
+            return
+        stamp = scheduled_for.strftime("%Y%m%dT%H%M%S")
+        self.runner.run(
+            Occurrence(
+                loaded,
+                scheduled_for,
+                run_times[-1],
+                attempt,
+                RunTrigger.RETRY,
+                job_id=f"retry:{schedule_id}:{stamp}:{attempt}",
+            )
+        )
+
+    def run_catchup(self, loaded: LoadedSchedule, moment: datetime) -> None:
+        """Submit one missed occurrence (within its grace) to the worker pool."""
+        occ = Occurrence(
+            loaded, moment, moment, trigger=RunTrigger.CATCHUP, job_id=str(loaded.schedule_id)
+        )
+        self.executor.run_now(lambda: self.runner.run(occ))
+
+    def trigger_now(self, schedule_id: UUID | str) -> RunReport:
+        """Run a schedule now (trigger='manual'), under the same lock and history; blocks."""
+        loaded = self.loader.get(UUID(str(schedule_id)))
+        if loaded is None:
+            loaded = self.loader.parse(self._require_schedule(schedule_id))
+        moment = self.clock.now()
+        now = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        return self.runner.run(
+            Occurrence(loaded, now, now, trigger=RunTrigger.MANUAL, job_id=f"manual:{schedule_id}")
+        )
+
+    def _require_schedule(self, schedule_id: UUID | str) -> Schedule:
+        from services.schedule_repository import ScheduleRepository
+
+        repo = ScheduleRepository(self.db, default_timezone=self.settings.scheduler_timezone)
+        schedule = repo.get_schedule(schedule_id)
+        if schedule is None:
+            raise ScheduleNotFound(schedule_id)
+        return schedule
+
+    def sync_schedules_from_api(self) -> dict[str, int]:
+        """Sync now under `lock:api_sync`: the counts {created, updated, skipped, invalid,
+        disabled}, all zero when another instance holds the lock (it is syncing right now).
+        Raises ApiSyncError (nothing changed) when the answer could not be read whole."""
+        result = self.api_sync.run()
+        return zero_counts() if result is None else dict(result.counts)
+
+    def _prune_history(self) -> None:
+        """Daily, on one instance: delete finished runs older than HISTORY_RETENTION_DAYS."""
+        days = self.settings.history_retention_days
+        if days <= 0:
+            return
+        key = f"{self.settings.redis_key_prefix}scheduler:history_cleanup"
+        try:
+            # The first instance to take the daily key prunes; the others see it and skip.
+            if not self.redis.set(key, self.instance_id, nx=True, px=PRUNE_PERIOD_MS):
+                return
+        except redis.RedisError as exc:
+            log.warning("history.prune_skipped", error=str(exc))
+            return
+        deleted = JobHistory(self.db).cleanup_old_executions(days)
+        log.info("history.pruned", deleted=deleted, retention_days=days)
+
+    def _flush_results(self) -> None:
+        if self.store.pending_count:
+            self.store.flush_pending()
+
+    # -- status -------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """What `scheduler.py status` shows about this instance (kept beside its heartbeat)."""
+        return {
+            "instance_id": self.instance_id,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "jobs_loaded": self.loader.count,
+            "running": len(self.runner.active_runs()),
+            "last_watcher_pass": self.watcher.last_pass,
+            "last_sync": getattr(self, "last_sync", None),
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "jobs_loaded": self.loader.count,
+            "running_executions": [
+                {
+                    "execution_id": str(run.execution_id),
+                    "schedule_id": str(run.occurrence.loaded.schedule_id),
+                    "scheduled_for": run.occurrence.scheduled_for.isoformat(),
+                    "attempt": run.occurrence.attempt,
+                }
+                for run in self.runner.active_runs()
+            ],
+            "pending_result_writes": self.store.pending_count,
+            "heartbeat_ok": self.heartbeat.healthy,
+            "watcher": self.watcher.status(),
+            "last_sync": self.api_sync.status(),
+        }
+
+
+def run_enhanced_scheduler() -> int:
+    """The daemon's entry point (`python scheduler.py run`): configure, start, run, exit code."""
+    settings = get_settings()
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        instance_id=settings.instance_id,
+        secrets=secrets_of(settings),
+    )
+    scheduler = EnhancedScheduler(settings=settings)
+    try:
+        code = scheduler.run()
+    except (StartupError, DatabaseUnavailable, DatabaseError, SchedulerError) as exc:
+        log.error("scheduler.start_failed", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        scheduler.shutdown()
+        return 1
+    _exit_even_if_a_handler_hangs(code)
+    return code
+
+
+def _exit_even_if_a_handler_hangs(code: int) -> None:
+    # Worker threads are joined at interpreter exit; a python handler that ignores its cancel
+    # event would keep the process alive past SHUTDOWN_TIMEOUT. Its row is already abandoned
+    # and its lock released, so leave now.
+    deadline = time.monotonic() + 0.5
+    for thread in threading.enumerate():
+        if thread.name.startswith("job-worker"):
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.name.startswith("job-worker") and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(run_enhanced_scheduler())

@@ -1,0 +1,227 @@
+"""The runner's writes to `job_executions` and `schedules`: claim, skip, finish, abandon.
+
+A finished run's result is never lost: when PostgreSQL is unreachable at the final write, the
+result waits in a bounded in-memory queue and a background thread writes it when PostgreSQL
+returns (so do `skipped` records).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from database.connection import DatabaseConnection
+from database.queries import load_queries
+from services.errors import DatabaseError, DatabaseUnavailable
+from services.logging import get_logger
+
+_SQL = load_queries("executions")
+log = get_logger(__name__)
+MAX_PENDING_WRITES = 100_000
+
+
+@dataclass(frozen=True)
+class Claim:
+    execution_id: UUID
+    fencing_token: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class OccurrenceKey:
+    """One (schedule, occurrence, attempt), plus the descriptive columns its row carries."""
+
+    schedule_id: UUID
+    scheduled_for: datetime
+    attempt: int
+    trigger: str
+    job_id: str
+    domain: str
+    domain_config_id: UUID
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    execution_id: UUID
+    fencing_token: int
+    status: str
+    duration_seconds: float
+    error_message: str | None
+    error_details: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    scan_id: UUID | None
+    next_run: datetime | None
+
+
+def _json(value: dict[str, Any] | None) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+class ExecutionStore:
+    def __init__(self, db: DatabaseConnection, instance_id: str) -> None:
+        self.db = db
+        self.instance_id = instance_id
+        self._pending: deque[tuple[str, dict[str, Any]]] = deque()
+        self._pending_lock = threading.Lock()
+        self.on_pending_change: Callable[[int], None] = lambda _count: None
+
+    # -- claims and records ----------------------------------------------------------------
+
+    def claim(self, key: OccurrenceKey, execution_id: UUID) -> Claim | None:
+        """Claim the occurrence for `execution_id`; None when another run has it."""
+        row = self.db.fetch_one(
+            _SQL["claim_occurrence"],
+            {**self._key_params(key), "execution_id": execution_id},
+        )
+        if row is None:
+            return None
+        return Claim(row["execution_id"], row["fencing_token"], row["started_at"])
+
+    def record_skipped(
+        self, key: OccurrenceKey, reason: str, details: dict[str, Any] | None = None
+    ) -> bool:
+        """Record an occurrence that was due but not run (deferred if PostgreSQL is down).
+        False when the occurrence already has a row (then it was not skipped after all)."""
+        from uuid import uuid4
+
+        params = {
+            **self._key_params(key),
+            "execution_id": uuid4(),
+            "error_message": reason,
+            "error_details": _json(details),
+        }
+        try:
+            return self.db.fetch_one(_SQL["record_skipped"], params) is not None
+        except DatabaseUnavailable:
+            self._defer("record_skipped", params)
+            return True
+
+    def finish(self, result: FinalResult) -> tuple[bool, bool]:
+        """Write a run's outcome; (row written, schedule's last_* written). Deferred when
+        PostgreSQL is unreachable: then (True, True) is assumed and the write happens later."""
+        params = {
+            "execution_id": result.execution_id,
+            "fencing_token": result.fencing_token,
+            "status": result.status,
+            "duration_seconds": result.duration_seconds,
+            "error_message": result.error_message,
+            "error_details": _json(result.error_details),
+            "metadata": _json(result.metadata),
+            "scan_id": result.scan_id,
+            "next_run": result.next_run,
+        }
+        try:
+            row = self.db.fetch_one(_SQL["finish_execution"], params)
+        except DatabaseUnavailable:
+            self._defer("finish_execution", params)
+            return True, True
+        assert row is not None
+        return row["execution_written"] == 1, row["schedule_written"] == 1
+
+    def abandon(self, execution_id: UUID, reason: str) -> bool:
+        try:
+            row = self.db.fetch_one(
+                _SQL["abandon_execution"], {"execution_id": execution_id, "reason": reason}
+            )
+        except DatabaseUnavailable:
+            self._defer("abandon_execution", {"execution_id": execution_id, "reason": reason})
+            return True
+        return row is not None
+
+    def abandon_own_leftovers(self, reason: str) -> list[dict[str, Any]]:
+        """Rows an earlier process left `running` under this INSTANCE_ID become `abandoned`."""
+        return self.db.fetch_all(
+            _SQL["abandon_instance_rows"], {"instance_id": self.instance_id, "reason": reason}
+        )
+
+    def running_rows_of_others(self) -> list[dict[str, Any]]:
+        return self.db.fetch_all(_SQL["running_rows_of_others"], {"instance_id": self.instance_id})
+
+    def set_next_runs(self, pairs: Sequence[tuple[UUID, datetime | None]]) -> int:
+        if not pairs:
+            return 0
+        return self.db.execute(
+            _SQL["set_next_runs"],
+            {"schedule_ids": [p[0] for p in pairs], "next_runs": [p[1] for p in pairs]},
+        )
+
+    def mark_schedule_status(self, schedule_id: UUID, status: str, error: str | None) -> bool:
+        """Set last_status/last_error once (no write when already so); clears next_run."""
+        return (
+            self.db.execute(
+                _SQL["mark_schedule_status"],
+                {"schedule_id": schedule_id, "status": status, "error": error},
+            )
+            > 0
+        )
+
+    def clear_schedule_mark(self, schedule_id: UUID) -> None:
+        self.db.execute(_SQL["clear_schedule_mark"], {"schedule_id": schedule_id})
+
+    def profile_settings(self, profile_id: UUID) -> dict[str, Any]:
+        row = self.db.fetch_one(_SQL["get_profile_settings"], {"profile_id": profile_id})
+        settings = row["settings"] if row else None
+        return settings if isinstance(settings, dict) else {}
+
+    def load_enabled(self) -> list[dict[str, Any]]:
+        return self.db.fetch_all(_SQL["load_enabled_schedules"])
+
+    # -- writes that wait for PostgreSQL ------------------------------------------------------
+
+    @property
+    def pending_count(self) -> int:
+        with self._pending_lock:
+            return len(self._pending)
+
+    def _defer(self, query_name: str, params: dict[str, Any]) -> None:
+        with self._pending_lock:
+            if len(self._pending) >= MAX_PENDING_WRITES:
+                dropped = self._pending.popleft()
+                log.error("store.pending_overflow", dropped=dropped[0], limit=MAX_PENDING_WRITES)
+            self._pending.append((query_name, params))
+            count = len(self._pending)
+        log.warning("store.write_deferred", query=query_name, pending=count)
+        self.on_pending_change(count)
+
+    def flush_pending(self) -> int:
+        """Write deferred results in order; stop at the first that still cannot be written."""
+        written = 0
+        while True:
+            with self._pending_lock:
+                if not self._pending:
+                    break
+                query_name, params = self._pending[0]
+            try:
+                self.db.execute(_SQL[query_name], params)
+            except DatabaseUnavailable:
+                break
+            except DatabaseError as exc:
+                # A write the database refuses now will never succeed: log it, drop it.
+                log.error("store.deferred_write_refused", query=query_name, error=str(exc))
+            with self._pending_lock:
+                self._pending.popleft()
+                count = len(self._pending)
+            written += 1
+            self.on_pending_change(count)
+        if written:
+            log.info("store.deferred_writes_flushed", written=written, pending=self.pending_count)
+        return written
+
+    def _key_params(self, key: OccurrenceKey) -> dict[str, Any]:
+        return {
+            "schedule_id": key.schedule_id,
+            "scheduled_for": key.scheduled_for,
+            "attempt": key.attempt,
+            "trigger": key.trigger,
+            "job_id": key.job_id,
+            "domain": key.domain,
+            "domain_config_id": key.domain_config_id,
+            "instance_id": self.instance_id,
+        }

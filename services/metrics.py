@@ -1,0 +1,59 @@
+"""Prometheus metrics (contract names). One registry per scheduler, exposed on /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.schedules_loaded = Gauge(
+            "scheduler_schedules_loaded", "Schedules loaded into the scheduler", registry=r
+        )
+        self.executions = Counter(
+            "scheduler_executions", "Finished executions by status", ["status"], registry=r
+        )
+        self.execution_duration = Histogram(
+            "scheduler_execution_duration_seconds",
+            "Handler run time",
+            registry=r,
+            buckets=DURATION_BUCKETS,
+        )
+        self.fire_lateness = Histogram(
+            "scheduler_fire_lateness_seconds",
+            "Handler start minus scheduled time",
+            registry=r,
+            buckets=LATENESS_BUCKETS,
+        )
+        self.misfires = Counter(
+            "scheduler_misfires",
+            "Occurrences not run (late, Redis down, overlap)",
+            ["reason"],
+            registry=r,
+        )
+        self.lock_conflicts = Counter(
+            "scheduler_lock_conflicts", "Lock already held when an occurrence fired", registry=r
+        )
+        self.lock_lost = Counter(
+            "scheduler_lock_lost", "Locks lost while their run was going", registry=r
+        )
+        self.watch_duration = Histogram(
+            "scheduler_watch_duration_seconds", "Schedule watcher pass duration", registry=r
+        )
+        self.watch_changes = Counter(
+            "scheduler_watch_changes", "Changes applied by the watcher", ["kind"], registry=r
+        )
+        self.api_sync = Counter(
+            "scheduler_api_sync", "API sync runs by result", ["result"], registry=r
+        )
+        self.running_executions = Gauge(
+            "scheduler_running_executions", "Executions running on this instance", registry=r
+        )
+        self.pending_writes = Gauge(
+            "scheduler_pending_result_writes", "Results waiting for PostgreSQL", registry=r
+        )

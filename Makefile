@@ -55,6 +55,9 @@ typecheck: venv
 bench: venv services
 	$(PY) -m bench
 
+demo: venv services
+	deploy/local/demo.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis bench/results.json
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -133,8 +133,10 @@ class _Reader:
         return False
 
     def integer(self, key: str, low: int, high: int, default: int | None = None) -> int | None:
-        value = self.config.get(key, default)
-        if value is None or (type(value) is int and low <= value <= high):
+        value = self.config.get(key)
+        if value is None:
+            return default
+        if type(value) is int and low <= value <= high:
             return value
         self.problems.append(
             f"time_config.{key} must be an integer {low}-{high}, got {_got(value)}"

@@ -5,8 +5,8 @@ computes the same answer for the same row. The nominal occurrences come from the
 `anchor + k * period`, k >= 0, the anchor being the Unix epoch when the spec has none; once:
 `run_at`; the other frequencies: services.wallclock, whose docstring states the DST rules). Each
 occurrence is then delayed by its jitter, 0..jitter whole seconds drawn from sha256 of
-(schedule_id, occurrence), never from Python's salted `hash()`. Bounds apply to the delayed fire
-time: never before start_date (at it counts), never after end_date (at it counts).
+(schedule_id, occurrence), never from Python's salted `hash()`. Occurrences count from start_date
+on (at it included), and a delayed fire time never passes end_date (at it included).
 """
 
 from __future__ import annotations

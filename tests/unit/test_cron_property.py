@@ -52,7 +52,7 @@ START = st.datetimes(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(expression=cron_expression(), start=START)
 def test_utc_fire_times_equal_croniter(expression: str, start: datetime) -> None:
     assert validate_schedule("cron", {"expression": expression}) == []

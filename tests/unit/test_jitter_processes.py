@@ -7,9 +7,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+from services.time_config import parse_schedule
+from services.triggers import fire_times
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,3 +76,9 @@ def test_two_processes_compute_the_same_fire_times() -> None:
     fires = first["fires"]
     assert isinstance(fires, dict) and len(fires) == len(ROWS)
     assert all(len(times) == (1 if key.endswith("-8") else 12) for key, times in fires.items())
+    # ...and this process (a third hash seed) agrees with them.
+    created = datetime.fromisoformat("2026-03-01T08:15:07+00:00")
+    now = datetime.fromisoformat("2026-03-28T20:00:00+00:00")
+    for schedule_id, frequency, config in ROWS:
+        spec = parse_schedule(frequency, config, schedule_id=schedule_id, created_at=created)
+        assert [t.isoformat() for t in fire_times(spec, None, now, 12)] == fires[schedule_id]

@@ -6,9 +6,18 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.errors import InvalidScheduleError
-from services.time_config import FREQUENCIES, ScheduleSpec, parse_schedule, validate_schedule
+from services.time_config import (
+    COMMON_KEYS,
+    FREQUENCIES,
+    SHAPE_KEYS,
+    ScheduleSpec,
+    parse_schedule,
+    validate_schedule,
+)
 from services.triggers import fire_times
 
 pytestmark = pytest.mark.timeout(60)
@@ -340,6 +349,24 @@ def test_unknown_frequency_still_checks_the_common_options() -> None:
     ]
 
 
+def test_null_is_absent_and_a_null_required_key_is_missing() -> None:
+    optional = {"timezone": None, "jitter": None, "start_date": None, "max_retries": None}
+    spec = parse_schedule("daily", {"hour": 2, **optional}, default_timezone="Asia/Tokyo")
+    assert (spec.timezone.key, spec.jitter, spec.start_date, spec.max_retries) == (
+        "Asia/Tokyo",
+        0,
+        None,
+        None,
+    )
+    assert validate_schedule("daily", {"hour": None}) == ["time_config.hour is required for daily"]
+    assert validate_schedule("cron", {"expression": None}) == [
+        "time_config.expression is required for cron"
+    ]
+    assert validate_schedule("once", {"run_at": None}) == [
+        "time_config.run_at is required for once"
+    ]
+
+
 def test_default_timezone_applies_and_is_checked() -> None:
     spec = parse_schedule("daily", {"hour": 2}, default_timezone="Europe/Berlin")
     assert spec.timezone.key == "Europe/Berlin"
@@ -402,3 +429,33 @@ def test_specs_compare_by_value() -> None:
     a = parse_schedule("cron", {"expression": "0 9 * * 1-5", "timezone": "Europe/Berlin"})
     b = parse_schedule("cron", {"expression": "0  9 * * 1-5", "timezone": "Europe/Berlin"})
     assert a == b and isinstance(a, ScheduleSpec) and hash(a) == hash(b)
+
+
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 100),
+    st.floats(allow_nan=True),
+    st.sampled_from(["", "mon", "last", "UTC", "Europe/Berlin", "0 9 * * *", "2026-01-01T00:00"]),
+    st.text(max_size=8),
+    st.lists(st.sampled_from(["mon", "x", 1]), max_size=3),
+)
+ANY_KEY = st.sampled_from(
+    sorted({*COMMON_KEYS, *(k for keys in SHAPE_KEYS.values() for k in keys)})
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    frequency=st.one_of(st.sampled_from(FREQUENCIES), st.none(), st.text(max_size=5)),
+    config=st.dictionaries(ANY_KEY, ANY_VALUE, max_size=6),
+)
+def test_any_input_either_parses_or_says_why(frequency: object, config: dict[str, object]) -> None:
+    problems = validate_schedule(frequency, config)
+    if problems:
+        assert all(problems)
+        with pytest.raises(InvalidScheduleError) as info:
+            parse_schedule(frequency, config)
+        assert info.value.reason == "; ".join(problems)
+    else:
+        assert parse_schedule(frequency, config).frequency == frequency

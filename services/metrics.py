@@ -54,6 +54,15 @@ class Metrics:
         self.running_executions = Gauge(
             "scheduler_running_executions", "Executions running on this instance", registry=r
         )
+        # Known label values exist from the start, so dashboards see zeros rather than gaps.
+        for status in ("completed", "failed", "timed_out", "abandoned", "cancelled", "skipped"):
+            self.executions.labels(status=status)
+        for reason in ("late", "coalesced", "overlap", "redis", "database", "downtime"):
+            self.misfires.labels(reason=reason)
+        for kind in ("added", "updated", "removed", "invalid", "expired", "disabled"):
+            self.watch_changes.labels(kind=kind)
+        for result in ("success", "failed", "skipped_locked"):
+            self.api_sync.labels(result=result)
         self.pending_writes = Gauge(
             "scheduler_pending_result_writes", "Results waiting for PostgreSQL", registry=r
         )

@@ -123,7 +123,7 @@ class ScheduleLoader:
                 return "expired", None
             if catch_up:
                 self._catch_up(loaded, now, grace)
-            first = self._first_fire(loaded, current, now)
+            first = self._first_fire(loaded, current, now, grace)
             if first is None:
                 self._mark(schedule, "expired", "nothing left to fire")
                 self.remove(sid)
@@ -149,11 +149,14 @@ class ScheduleLoader:
         return ("added" if current is None else "updated"), first
 
     def _first_fire(
-        self, loaded: LoadedSchedule, current: LoadedSchedule | None, now: datetime
+        self, loaded: LoadedSchedule, current: LoadedSchedule | None, now: datetime, grace: float
     ) -> datetime | None:
         """The next occurrence to fire. On an update, an occurrence that was due but not yet
-        fired (the edit landed at its very moment) is kept, so an edit never loses it."""
+        fired (the edit landed at its very moment) is kept, so an edit never loses it. A `once`
+        that is already due but within its grace fires now (the claim keeps it to one run)."""
         start = now
+        if loaded.spec.frequency == "once":
+            start = now - timedelta(seconds=grace)
         if current is not None:
             job = self.daemon.scheduler.get_job(str(loaded.schedule_id))
             pending = getattr(job, "next_run_time", None) if job is not None else None

@@ -198,3 +198,12 @@ def test_edits_around_a_fire_time_never_lose_or_repeat_the_occurrence(
     assert len(at_fire) == 1 and at_fire[0]["status"] == "completed", rows
     occurrences = [r["scheduled_for"] for r in rows]
     assert len(occurrences) == len(set(occurrences))
+
+
+def test_a_once_just_past_but_within_its_grace_still_fires(
+    database_url: str, scheduler: EnhancedScheduler
+) -> None:
+    run_at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    row = insert_schedule(database_url, "once", {"run_at": run_at.isoformat()})
+    assert scheduler.watcher.incremental_pass() == {"added": 1}
+    assert job_of(scheduler, row).next_run_time == run_at

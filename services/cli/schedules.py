@@ -19,6 +19,7 @@ from services.cli.common import (
 from services.cli.context import repository
 from services.errors import InvalidScheduleError, ScheduleNotFound
 from services.records import Schedule
+from services.schedule_repository import CONFIG_FIELDS, validate_config
 from services.time_config import parse_schedule
 from services.triggers import fire_times
 
@@ -242,28 +243,12 @@ def _print_schedule(args: argparse.Namespace, schedule_id: uuid.UUID, verb: str)
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Every row, checked by the same validator the daemon uses (not only rows it marked)."""
-    from services.schedule_repository import validate_config
-
     repo = repository()
     problems = []
     for schedule in repo.list_schedules():
         try:
             validate_config(
-                {
-                    k: getattr(schedule, k)
-                    for k in (
-                        "domain_config_id",
-                        "domain",
-                        "name",
-                        "profile_id",
-                        "frequency",
-                        "time_config",
-                        "enabled",
-                        "job_type",
-                        "payload",
-                        "source",
-                    )
-                },
+                {k: getattr(schedule, k) for k in CONFIG_FIELDS},
                 default_timezone=repo.default_timezone,
             )
         except InvalidScheduleError as exc:

@@ -43,6 +43,8 @@ class ScriptedResponse:
     delay: float = 0.0  # seconds to wait before answering
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # sent as is instead of `json` when given
+    omit_length: bool = False  # no Content-Length: the body ends when the connection closes
+    cut_after: int | None = None  # announce the whole body, send only this many bytes, hang up
 
 
 def unused_port() -> int:
@@ -164,8 +166,11 @@ class RecordingHTTPServer:
                         self.send_header("Content-Type", "application/json")
                     for name, value in response.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
+                    if not response.omit_length:
+                        self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
+                    if response.cut_after is not None:
+                        payload = payload[: response.cut_after]
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up waiting (a time-out test): nothing to answer

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from services.errors import DatabaseError, DatabaseUnavailable
 
 Params = Mapping[str, Any] | Sequence[Any] | None
+FAST_CHECKOUT = 1.0  # seconds a job run's write waits for a pooled connection before checking
 Row = dict[str, Any]
 
 
@@ -122,7 +123,9 @@ class DatabaseConnection:
             name=name,
             timeout=pool_timeout,
             reconnect_timeout=0,  # keep retrying in the background across long outages
-            check=ConnectionPool.check_connection,  # a restarted server leaves dead sockets behind
+            # No `check` on checkout: it would turn a dead server's instant "connection refused"
+            # into a wait for the pool time-out. A statement on a dead connection fails at once
+            # instead (DatabaseUnavailable), callers defer or retry, and the pool drops it.
             connection_class=psycopg.Connection[Row],
             kwargs={
                 "autocommit": True,
@@ -161,14 +164,33 @@ class DatabaseConnection:
             return False
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A pooled connection in autocommit mode."""
+    def session(self, *, fast: bool = False) -> Iterator[Session]:
+        """A pooled connection in autocommit mode.
+
+        fast: for a job run's own writes, which must not hang on a dead server (they can wait in
+        memory instead). No connection within a second and the server refuses a new one:
+        DatabaseUnavailable at once; a server that answers only means a busy pool: keep waiting.
+        """
         self._ensure_open()
         try:
-            with self._pool.connection(timeout=self._pool_timeout) as conn:
+            with ExitStack() as stack:
+                timeout = FAST_CHECKOUT if fast else self._pool_timeout
+                try:
+                    conn = stack.enter_context(self._pool.connection(timeout=timeout))
+                except PoolTimeout:
+                    if not fast or not self._server_answers():
+                        raise
+                    conn = stack.enter_context(self._pool.connection(timeout=self._pool_timeout))
                 yield Session(conn, self.target)
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate_error(exc, self.target) from exc
+
+    def _server_answers(self) -> bool:
+        try:
+            self.check()
+        except DatabaseUnavailable:
+            return False
+        return True
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -184,8 +206,8 @@ class DatabaseConnection:
         with self.session() as session:
             return session.execute(query, params)
 
-    def fetch_one(self, query: str, params: Params = None) -> Row | None:
-        with self.session() as session:
+    def fetch_one(self, query: str, params: Params = None, *, fast: bool = False) -> Row | None:
+        with self.session(fast=fast) as session:
             return session.fetch_one(query, params)
 
     def fetch_all(self, query: str, params: Params = None) -> list[Row]:

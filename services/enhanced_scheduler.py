@@ -17,6 +17,7 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _services_dir]
     sys.path.insert(0, os.path.dirname(_services_dir))
 
+import functools
 import os
 import signal
 import sys
@@ -60,6 +61,7 @@ from services.startup import StartupError, check_migrations, wait_for_services
 
 log = get_logger(__name__)
 PRUNE_PERIOD_MS = 24 * 3600 * 1000
+MAX_PARKED = 10_000  # occurrences waiting for PostgreSQL; beyond that they are recorded skipped
 
 
 class EnhancedScheduler:
@@ -88,7 +90,10 @@ class EnhancedScheduler:
         self._stopped = False
         self.health: HealthServer | None = None
         self.db = DatabaseConnection(
-            s.database_url, min_size=s.db_pool_min_size, max_size=s.db_pool_max_size
+            s.database_url,
+            min_size=s.db_pool_min_size,
+            max_size=s.db_pool_max_size,
+            pool_timeout=5.0,  # a run must not hang long on a dead server: its result can wait
         )
         # Socket time-outs well under LOCK_TIMEOUT/3 so a hung Redis is noticed before a lock
         # could expire under a run.
@@ -126,7 +131,10 @@ class EnhancedScheduler:
             default_job_type=s.default_job_type,
             key_prefix=s.redis_key_prefix,
             schedule_retry=self._schedule_retry,
+            park=self._park,
         )
+        self._parked: list[Occurrence] = []
+        self._parked_lock = threading.Lock()
         self.executor = OccurrenceExecutor(self.max_workers, on_overlap=self._on_overlap)
         self.scheduler = BackgroundScheduler(
             executors={"default": self.executor},
@@ -407,9 +415,39 @@ class EnhancedScheduler:
         deleted = JobHistory(self.db).cleanup_old_executions(days)
         log.info("history.pruned", deleted=deleted, retention_days=days)
 
+    def _park(self, occ: Occurrence) -> None:
+        with self._parked_lock:
+            if len(self._parked) < MAX_PARKED:
+                self._parked.append(occ)
+                return
+        self.runner.skip(occ, "PostgreSQL unreachable and too many occurrences waiting", "database")
+
     def _flush_results(self) -> None:
+        """Every second: write results that waited for PostgreSQL, then release the occurrences
+        that waited for it (the latest per schedule when coalescing; the rest are skipped)."""
         if self.store.pending_count:
             self.store.flush_pending()
+        elif self.store.database_down:
+            self.store.probe()
+        if self.store.database_down or not self._parked:
+            return
+        with self._parked_lock:
+            parked, self._parked = self._parked, []
+        ready = sorted(parked, key=lambda o: o.scheduled_for)
+        if self.settings.job_coalesce:
+            latest: dict[tuple[UUID, int], Occurrence] = {}
+            for occ in ready:
+                key = (occ.loaded.schedule_id, occ.attempt)
+                if key in latest:
+                    self.runner.skip(
+                        latest[key],
+                        "coalesced with a later occurrence due while PostgreSQL was unreachable",
+                        "coalesced",
+                    )
+                latest[key] = occ
+            ready = list(latest.values())
+        for occ in ready:
+            self.executor.run_now(functools.partial(self.runner.run, occ))
 
     # -- status -------------------------------------------------------------------------------
 
@@ -422,7 +460,7 @@ class EnhancedScheduler:
             "jobs_loaded": self.loader.count,
             "running": len(self.runner.active_runs()),
             "last_watcher_pass": self.watcher.last_pass,
-            "last_sync": getattr(self, "last_sync", None),
+            "last_sync": self.api_sync.status(),
         }
 
     def status(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ returns (so do `skipped` records).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -71,15 +72,48 @@ class ExecutionStore:
         self._pending: deque[tuple[str, dict[str, Any]]] = deque()
         self._pending_lock = threading.Lock()
         self.on_pending_change: Callable[[int], None] = lambda _count: None
+        self._down_since: float | None = None
 
     # -- claims and records ----------------------------------------------------------------
 
+    @property
+    def database_down(self) -> bool:
+        """True since a statement found PostgreSQL unreachable, until one succeeds again."""
+        return self._down_since is not None
+
+    def _mark_down(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("store.database_down")
+
+    def _mark_up(self) -> None:
+        if self._down_since is not None:
+            log.info("store.database_back", down_s=round(time.monotonic() - self._down_since, 3))
+            self._down_since = None
+
+    def probe(self) -> bool:
+        """Check whether PostgreSQL answers again; True when it does."""
+        try:
+            self.db.fetch_value("SELECT 1")
+        except DatabaseUnavailable:
+            return False
+        self._mark_up()
+        return True
+
     def claim(self, key: OccurrenceKey, execution_id: UUID) -> Claim | None:
-        """Claim the occurrence for `execution_id`; None when another run has it."""
-        row = self.db.fetch_one(
-            _SQL["claim_occurrence"],
-            {**self._key_params(key), "execution_id": execution_id},
-        )
+        """Claim the occurrence for `execution_id`; None when another run has it.
+        DatabaseUnavailable at once while PostgreSQL is known to be down."""
+        if self.database_down:
+            raise DatabaseUnavailable("PostgreSQL is unreachable (waiting for it to return)")
+        try:
+            row = self.db.fetch_one(
+                _SQL["claim_occurrence"],
+                {**self._key_params(key), "execution_id": execution_id},
+                fast=True,
+            )
+        except DatabaseUnavailable:
+            self._mark_down()
+            raise
         if row is None:
             return None
         return Claim(row["execution_id"], row["fencing_token"], row["started_at"])
@@ -97,11 +131,8 @@ class ExecutionStore:
             "error_message": reason,
             "error_details": _json(details),
         }
-        try:
-            return self.db.fetch_one(_SQL["record_skipped"], params) is not None
-        except DatabaseUnavailable:
-            self._defer("record_skipped", params)
-            return True
+        written, row = self._write("record_skipped", params)
+        return row is not None or not written
 
     def finish(self, result: FinalResult) -> tuple[bool, bool]:
         """Write a run's outcome; (row written, schedule's last_* written). Deferred when
@@ -117,23 +148,17 @@ class ExecutionStore:
             "scan_id": result.scan_id,
             "next_run": result.next_run,
         }
-        try:
-            row = self.db.fetch_one(_SQL["finish_execution"], params)
-        except DatabaseUnavailable:
-            self._defer("finish_execution", params)
+        written, row = self._write("finish_execution", params)
+        if not written:
             return True, True
         assert row is not None
         return row["execution_written"] == 1, row["schedule_written"] == 1
 
     def abandon(self, execution_id: UUID, reason: str) -> bool:
-        try:
-            row = self.db.fetch_one(
-                _SQL["abandon_execution"], {"execution_id": execution_id, "reason": reason}
-            )
-        except DatabaseUnavailable:
-            self._defer("abandon_execution", {"execution_id": execution_id, "reason": reason})
-            return True
-        return row is not None
+        written, row = self._write(
+            "abandon_execution", {"execution_id": execution_id, "reason": reason}
+        )
+        return row is not None or not written
 
     def abandon_own_leftovers(self, reason: str) -> list[dict[str, Any]]:
         """Rows an earlier process left `running` under this INSTANCE_ID become `abandoned`."""
@@ -180,6 +205,17 @@ class ExecutionStore:
         with self._pending_lock:
             return len(self._pending)
 
+    def _write(self, query_name: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+        """(written now, its row). While PostgreSQL is down the write is queued at once, so a
+        finished run never waits on a dead server: (False, None)."""
+        if not self.database_down:
+            try:
+                return True, self.db.fetch_one(_SQL[query_name], params, fast=True)
+            except DatabaseUnavailable:
+                self._mark_down()
+        self._defer(query_name, params)
+        return False, None
+
     def _defer(self, query_name: str, params: dict[str, Any]) -> None:
         with self._pending_lock:
             if len(self._pending) >= MAX_PENDING_WRITES:
@@ -201,10 +237,12 @@ class ExecutionStore:
             try:
                 self.db.execute(_SQL[query_name], params)
             except DatabaseUnavailable:
+                self._mark_down()
                 break
             except DatabaseError as exc:
                 # A write the database refuses now will never succeed: log it, drop it.
                 log.error("store.deferred_write_refused", query=query_name, error=str(exc))
+            self._mark_up()
             with self._pending_lock:
                 self._pending.popleft()
                 count = len(self._pending)

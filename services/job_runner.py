@@ -30,7 +30,6 @@ from services.time_config import ScheduleSpec
 from services.triggers import next_fire_time
 
 log = get_logger(__name__)
-CLAIM_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,7 @@ class JobRunner:
         default_job_type: str,
         key_prefix: str = "",
         schedule_retry: Callable[[Occurrence, datetime], None] | None = None,
+        park: Callable[[Occurrence], None] | None = None,
     ) -> None:
         self.store = store
         self.redis = redis_client
@@ -130,6 +130,7 @@ class JobRunner:
         self.default_job_type = default_job_type
         self.key_prefix = key_prefix
         self.schedule_retry = schedule_retry
+        self.park = park
         self._active: dict[UUID, ActiveRun] = {}
         self._active_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -184,6 +185,8 @@ class JobRunner:
                 "late",
                 lateness_seconds=round(lateness, 3),
             )
+        if self.store.database_down:
+            return self._park(occ)
         execution_id = uuid4()
         active = ActiveRun(execution_id, occ)
         lock = active.lock = DistributedLock(
@@ -200,7 +203,7 @@ class JobRunner:
         except _Skip as skip:
             return self.skip(occ, skip.reason, skip.kind)
         try:
-            claim = self._claim(occ, execution_id, lock)
+            claim = self._claim(occ, execution_id)
             if claim is None:
                 return RunReport(None, "conflict", "occurrence claimed by another run")
             with self._active_lock:
@@ -212,13 +215,28 @@ class JobRunner:
                 self.metrics.running_executions.dec()
                 with self._active_lock:
                     self._active.pop(execution_id, None)
-        except _Skip as skip:
-            return self.skip(occ, skip.reason, skip.kind)
+        except _Park:
+            lock.release()  # before parking: another instance that can reach PostgreSQL may run it
+            return self._park(occ)
         finally:
             lock.release()
         if retry is not None and self.schedule_retry is not None and not self._stopping.is_set():
             self.schedule_retry(*retry)
         return report
+
+    def _park(self, occ: Occurrence) -> RunReport:
+        """PostgreSQL is unreachable: hold the occurrence (no lock, no worker) until it returns;
+        it then runs if still within its grace, else it is recorded skipped."""
+        if self.park is None or self._stopping.is_set():
+            return self.skip(occ, "PostgreSQL unreachable when the occurrence was due", "database")
+        self.park(occ)
+        log.warning(
+            "run.parked",
+            schedule_id=str(occ.loaded.schedule_id),
+            scheduled_for=occ.scheduled_for.isoformat(),
+            attempt=occ.attempt,
+        )
+        return RunReport(None, "parked", "waiting for PostgreSQL")
 
     def _acquire(self, lock: DistributedLock, occ: Occurrence) -> bool:
         """True when held. False: this occurrence is someone else's (quiet). _Skip: it cannot
@@ -245,35 +263,21 @@ class JobRunner:
             raise _Skip(f"lock {lock.key} is still held by an earlier run ({holder})", "overlap")
         return False
 
-    def _claim(self, occ: Occurrence, execution_id: UUID, lock: DistributedLock) -> Claim | None:
-        """Claim the occurrence; while PostgreSQL is down keep trying (lock held) until the
-        misfire grace runs out, then record it skipped (written once PostgreSQL is back)."""
-        deadline = occ.due_at + timedelta(seconds=self.grace_for(occ.loaded))
-        while True:
-            try:
-                return self.store.claim(occ.key(), execution_id)
-            except DatabaseUnavailable as exc:
-                if self.clock.now() >= deadline or self._stopping.is_set():
-                    raise _Skip(
-                        f"PostgreSQL unreachable until the misfire grace time ran out: {exc}",
-                        "database",
-                    ) from None
-                log.warning(
-                    "run.claim_waiting_for_database",
-                    error=str(exc),
-                    schedule_id=str(occ.loaded.schedule_id),
-                )
-            except DatabaseError as exc:
-                # e.g. the schedule was deleted a moment ago (foreign key): nothing to run.
-                log.info(
-                    "run.claim_refused",
-                    schedule_id=str(occ.loaded.schedule_id),
-                    error=str(exc),
-                    constraint=exc.constraint,
-                )
-                return None
-            if lock.lost.wait(CLAIM_RETRY_SECONDS):
-                raise _Skip("lock lost while waiting for PostgreSQL", "lock_lost")
+    def _claim(self, occ: Occurrence, execution_id: UUID) -> Claim | None:
+        """Claim the occurrence; None when another run has it. PostgreSQL down: _Park."""
+        try:
+            return self.store.claim(occ.key(), execution_id)
+        except DatabaseUnavailable:
+            raise _Park() from None
+        except DatabaseError as exc:
+            # e.g. the schedule was deleted a moment ago (foreign key): nothing to run.
+            log.info(
+                "run.claim_refused",
+                schedule_id=str(occ.loaded.schedule_id),
+                error=str(exc),
+                constraint=exc.constraint,
+            )
+            return None
 
     def _execute(
         self, active: ActiveRun, claim: Claim, lock: DistributedLock
@@ -404,6 +408,10 @@ class JobRunner:
 
 
 _RETRYABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})
+
+
+class _Park(Exception):
+    """PostgreSQL went away between the lock and the claim."""
 
 
 class _Skip(Exception):

@@ -37,410 +37,68 @@ Decisions:
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
-from uuid import UUID, uuid5
+from uuid import UUID
 
-import httpx
 import redis
 
 from database.connection import DatabaseConnection, Row, Session
 from database.queries import load_queries
+from services.api_client import (
+    CASES,
+    MAX_ATTEMPTS,
+    MAX_PAGES,
+    MAX_RESPONSE_BYTES,
+    ApiClient,
+    ApiSyncError,
+    parse_page,
+    shown_url,
+)
+from services.api_items import (
+    EXTERNAL_ID_NAMESPACE,
+    ApiItem,
+    InvalidItem,
+    map_domain_config_id,
+    parse_item,
+    parse_items,
+)
 from services.config import Settings
 from services.distributed_lock import DistributedLock, api_sync_lock_key
-from services.errors import InvalidScheduleError, LockUnavailable, SchedulerError
+from services.errors import LockUnavailable, SchedulerError
 from services.logging import get_logger
 from services.metrics import Metrics
-from services.models import ScheduleSource
-from services.schedule_repository import validate_config
-from services.time_config import COMMON_KEYS
 
 log = get_logger(__name__)
 _SQL = load_queries("api_sync")
-
-# Fixed forever: ids already in the database depend on it.
-# = uuid5(NAMESPACE_URL, "urn:enhanced-scheduler:api-sync:domain_config_id")
-EXTERNAL_ID_NAMESPACE = UUID("c78870d7-d391-5e5d-9000-2235988421a9")
-MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # for the whole answer, every page included
-MAX_PAGES = 100
-MAX_ATTEMPTS = 3  # per page: the first try and two retries
-BACKOFF_INITIAL_S = 0.5  # doubles after each failed try
 COUNT_KEYS = ("created", "updated", "skipped", "invalid", "disabled")
 MANAGED_FIELDS = ("domain", "frequency", "time_config", "enabled", "job_type", "payload")
-CASES = (
-    "not_configured",  # API_URL is not set
-    "unreachable",  # connection refused, DNS failure, unsupported URL
-    "timeout",  # no answer within REQUEST_TIMEOUT
-    "http_status",  # a non-2xx answer (5xx after retries)
-    "incomplete",  # the connection broke before the whole body arrived
-    "too_large",  # the answer exceeds MAX_RESPONSE_BYTES
-    "invalid_json",  # the body is not JSON
-    "wrong_shape",  # JSON, but not {"data": [...]}, or a bad `next` link
-    "too_many_pages",  # more than MAX_PAGES pages
-    "cancelled",  # the daemon stopped while waiting to retry
-)
-_DATA_COLUMNS = frozenset({"domain", "schedule", "job_type", "enabled"})
-_SCHEDULE_KEYS = frozenset({"frequency", "time", *COMMON_KEYS})
-_RETRYABLE_STATUS = frozenset({408, 429})
 
-
-class ApiSyncError(SchedulerError):
-    """The API's answer could not be read as a whole; nothing was changed. See CASES."""
-
-    def __init__(self, case: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.case = case
-        self.status = status
-
-
-class _Retryable(Exception):
-    def __init__(self, error: ApiSyncError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def shown_url(url: str) -> str:
-    """The URL without credentials or query string (which may carry a token), for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def _kind(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number" if isinstance(value, int | float) else "a value")
-
-
-# -- fetching ---------------------------------------------------------------------------------
-
-
-class ApiClient:
-    """GETs the answer, following `next` links; raises ApiSyncError, never returns a part."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 10.0,
-        max_bytes: int = MAX_RESPONSE_BYTES,
-        max_pages: int = MAX_PAGES,
-        attempts: int = MAX_ATTEMPTS,
-        backoff: float = BACKOFF_INITIAL_S,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.url = url
-        self.token = token
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self.max_pages = max_pages
-        self.attempts = attempts
-        self.backoff = backoff
-        self.stop = stop or threading.Event()  # its wait() is the backoff sleep, cut by shutdown
-
-    def fetch_items(self) -> tuple[list[Any], int]:
-        """Every item of every page, and the number of pages."""
-        items: list[Any] = []
-        seen: set[str] = set()
-        budget = self.max_bytes
-        url = self.url
-        with httpx.Client(timeout=self.timeout, follow_redirects=True) as client:
-            for page in range(1, self.max_pages + 1):
-                seen.add(url)
-                body = self._get(client, url, budget)
-                budget -= len(body)
-                page_items, next_url = parse_page(body, url)
-                items.extend(page_items)
-                if next_url is None:
-                    return items, page
-                if next_url in seen:
-                    raise ApiSyncError(
-                        "wrong_shape", f"{shown_url(url)}: next link loops back to a seen page"
-                    )
-                url = next_url
-        raise ApiSyncError(
-            "too_many_pages", f"{shown_url(self.url)}: more than {self.max_pages} pages"
-        )
-
-    def _get(self, client: httpx.Client, url: str, budget: int) -> bytes:
-        delay = self.backoff
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return self._get_once(client, url, budget)
-            except _Retryable as exc:
-                if attempt == self.attempts:
-                    raise exc.error from None
-                log.warning(
-                    "api_sync.retrying",
-                    url=shown_url(url),
-                    attempt=attempt,
-                    case=exc.error.case,
-                    error=str(exc.error),
-                    delay_s=delay,
-                )
-                if self.stop.wait(delay):
-                    raise ApiSyncError(
-                        "cancelled", f"{shown_url(url)}: stopped while waiting to retry"
-                    ) from None
-                delay *= 2
-        raise AssertionError("unreachable")  # the loop returns or raises
-
-    def _get_once(self, client: httpx.Client, url: str, budget: int) -> bytes:
-        shown = shown_url(url)
-        headers = {"Accept": "application/json"}
-        # The token goes to API_URL's own origin only, never to a host a `next` link names.
-        if self.token and _origin(url) == _origin(self.url):
-            headers["Authorization"] = f"Bearer {self.token}"
-        try:
-            with client.stream("GET", url, headers=headers) as response:
-                status = response.status_code
-                if not 200 <= status < 300:
-                    error = ApiSyncError(
-                        "http_status", f"{shown} answered HTTP {status}", status=status
-                    )
-                    if status >= 500 or status in _RETRYABLE_STATUS:
-                        raise _Retryable(error)
-                    raise error
-                return _read_bounded(response, budget, self.max_bytes, shown)
-        except httpx.TimeoutException as exc:
-            raise _Retryable(
-                ApiSyncError(
-                    "timeout",
-                    f"{shown} did not answer within REQUEST_TIMEOUT={self.timeout:g}s "
-                    f"({type(exc).__name__})",
-                )
-            ) from None
-        except httpx.ConnectError as exc:
-            raise _Retryable(
-                ApiSyncError("unreachable", f"cannot connect to {shown}: {exc}")
-            ) from None
-        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
-            raise _Retryable(
-                ApiSyncError(
-                    "incomplete", f"{shown}: the connection broke before the whole answer: {exc}"
-                )
-            ) from None
-        except httpx.DecodingError as exc:
-            raise ApiSyncError("invalid_json", f"{shown}: undecodable body: {exc}") from None
-        except httpx.TooManyRedirects:
-            raise ApiSyncError("http_status", f"{shown}: too many redirects") from None
-        except httpx.HTTPError as exc:  # unsupported protocol, proxy error, ...
-            raise ApiSyncError("unreachable", f"cannot request {shown}: {exc}") from None
-
-
-def _origin(url: str) -> tuple[str, str | None, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.hostname, parts.port
-
-
-def _read_bounded(response: httpx.Response, budget: int, limit: int, shown: str) -> bytes:
-    too_large = ApiSyncError("too_large", f"{shown}: the answer is larger than {limit} bytes")
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > budget:
-        raise too_large  # refused before reading a byte
-    body = bytearray()
-    for chunk in response.iter_bytes():  # decoded: a compressed bomb is cut as well
-        body += chunk
-        if len(body) > budget:
-            raise too_large
-    return bytes(body)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN/Infinity: jsonb cannot store them
-
-
-def parse_page(body: bytes, url: str) -> tuple[list[Any], str | None]:
-    """One page's items and the absolute URL of the next page (None on the last)."""
-    shown = shown_url(url)
-    try:
-        document = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ApiSyncError(
-            "invalid_json", f"{shown}: the answer is not valid JSON: {exc}"
-        ) from None
-    if not isinstance(document, dict):
-        raise ApiSyncError(
-            "wrong_shape", f'{shown}: expected an object with a "data" array, got {_kind(document)}'
-        )
-    data = document.get("data")
-    if not isinstance(data, list):
-        raise ApiSyncError(
-            "wrong_shape", f'{shown}: expected "data" to be an array, got {_kind(data)}'
-        )
-    link = document.get("next")
-    links = document.get("links")
-    if link is None and isinstance(links, dict):
-        link = links.get("next")
-    if link is None or link == "":
-        return data, None
-    if not isinstance(link, str):
-        raise ApiSyncError("wrong_shape", f"{shown}: next link must be a URL, got {_kind(link)}")
-    absolute = urljoin(url, link)
-    if urlsplit(absolute).scheme not in ("http", "https"):
-        raise ApiSyncError("wrong_shape", f"{shown}: next link is not an http(s) URL")
-    return data, absolute
-
-
-# -- parsing items ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiItem:
-    external_id: str  # domain_config_id exactly as the API sent it
-    domain_config_id: UUID
-    config: dict[str, Any]  # validated; MANAGED_FIELDS plus the rest of validate_config's keys
-
-
-@dataclass(frozen=True)
-class InvalidItem:
-    domain_config_id: str | None  # as the API sent it; None when missing or not text
-    reason: str
-    mapped_id: UUID | None = None  # known even for a bad item: protects its row from DISABLE
-
-
-def map_domain_config_id(value: str) -> tuple[UUID, bool]:
-    """The UUID for an external id, and whether the id was a UUID itself."""
-    if len(value) >= 32:  # UUID() only strips characters from its 32 hex digits: skip its raise
-        try:
-            return UUID(value), True
-        except ValueError:
-            pass
-    return uuid5(EXTERNAL_ID_NAMESPACE, value), False
-
-
-def _unstorable(value: Any, where: str) -> str | None:
-    """Why PostgreSQL's jsonb would refuse `value` (a NUL character, a non-finite number)."""
-    if isinstance(value, str):
-        return f"{where} contains a NUL character" if "\x00" in value else None
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{where} holds a number out of range"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = _unstorable(key, where) or _unstorable(item, f"{where}.{key}")
-            if problem:
-                return problem
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _unstorable(item, f"{where}[{index}]")
-            if problem:
-                return problem
-    return None
-
-
-def _storable_fast(*values: Any) -> bool:
-    """True when jsonb surely accepts `values` (C-speed); False means: look closer."""
-    try:
-        text = json.dumps(values, allow_nan=False)
-    except ValueError:
-        return False
-    return "\\u0000" not in text
-
-
-def parse_item(raw: Any, *, default_timezone: str = "UTC") -> ApiItem:
-    """Map and validate one item; raise InvalidScheduleError with the exact reason."""
-    if not isinstance(raw, dict):
-        raise InvalidScheduleError(f"item must be an object, got {_kind(raw)}")
-    external_id = raw.get("domain_config_id")
-    if isinstance(external_id, int) and not isinstance(external_id, bool):
-        external_id = str(external_id)
-    if not isinstance(external_id, str) or not external_id.strip():
-        raise InvalidScheduleError(
-            f"domain_config_id must be a non-empty string, got {external_id!r}"
-        )
-    mapped, is_uuid = map_domain_config_id(external_id)
-    data = raw.get("data")
-    if not isinstance(data, dict):
-        raise InvalidScheduleError(f"data must be an object, got {_kind(data)}")
-    schedule = data.get("schedule")
-    if not isinstance(schedule, dict):
-        raise InvalidScheduleError(
-            f"data.schedule must be an object with frequency and time, got {_kind(schedule)}"
-        )
-    unknown = sorted(set(schedule) - _SCHEDULE_KEYS)
-    if unknown:
-        raise InvalidScheduleError(
-            f"data.schedule has unknown key(s) {', '.join(unknown)}; allowed: frequency, time, "
-            + ", ".join(COMMON_KEYS)
-        )
-    time_part = schedule.get("time", {})
-    if not isinstance(time_part, dict):
-        raise InvalidScheduleError(f"data.schedule.time must be an object, got {_kind(time_part)}")
-    options = {key: schedule[key] for key in COMMON_KEYS if key in schedule}
-    clashes = sorted(k for k, v in options.items() if k in time_part and time_part[k] != v)
-    if clashes:
-        raise InvalidScheduleError(
-            f"data.schedule and data.schedule.time disagree on {', '.join(clashes)}"
-        )
-    payload = {key: value for key, value in data.items() if key not in _DATA_COLUMNS}
-    if not is_uuid:
-        payload["external_id"] = external_id  # the mapped UUID alone cannot be traced back
-    time_config = {**time_part, **options}
-    if not _storable_fast(payload, time_config):
-        problem = _unstorable(payload, "data") or _unstorable(time_config, "data.schedule")
-        if problem:
-            raise InvalidScheduleError(problem)
-    config = validate_config(
-        {
-            "domain_config_id": mapped,
-            "domain": data.get("domain"),
-            "name": None,
-            "profile_id": None,
-            "frequency": schedule.get("frequency"),
-            "time_config": time_config,
-            "enabled": data.get("enabled", True),
-            "job_type": data.get("job_type"),
-            "payload": payload,
-            "source": ScheduleSource.API.value,
-        },
-        default_timezone=default_timezone,
-    )
-    return ApiItem(external_id, mapped, config)
-
-
-def parse_items(
-    raws: Sequence[Any], *, default_timezone: str = "UTC"
-) -> tuple[list[ApiItem], list[InvalidItem]]:
-    """Valid items, and invalid ones with their reasons (in answer order)."""
-    parsed: list[ApiItem | InvalidItem] = []
-    for raw in raws:
-        try:
-            parsed.append(parse_item(raw, default_timezone=default_timezone))
-        except InvalidScheduleError as exc:
-            given = raw.get("domain_config_id") if isinstance(raw, dict) else None
-            usable = isinstance(given, str | int) and not isinstance(given, bool)
-            text = str(given) if usable and str(given).strip() else None
-            mapped = map_domain_config_id(text)[0] if text is not None else None
-            parsed.append(InvalidItem(text, exc.reason, mapped))
-    occurrences = Counter(_mapped(entry) for entry in parsed)
-    valid: list[ApiItem] = []
-    invalid: list[InvalidItem] = []
-    for entry in parsed:
-        mapped = _mapped(entry)
-        if mapped is not None and occurrences[mapped] > 1:
-            given = entry.external_id if isinstance(entry, ApiItem) else entry.domain_config_id
-            reason = f"domain_config_id {given!r} occurs {occurrences[mapped]} times in the answer"
-            invalid.append(InvalidItem(given, reason, mapped))
-        elif isinstance(entry, ApiItem):
-            valid.append(entry)
-        else:
-            invalid.append(entry)
-    return valid, invalid
-
-
-def _mapped(entry: ApiItem | InvalidItem) -> UUID | None:
-    return entry.domain_config_id if isinstance(entry, ApiItem) else entry.mapped_id
+__all__ = [
+    "CASES",
+    "EXTERNAL_ID_NAMESPACE",
+    "MAX_ATTEMPTS",
+    "MAX_PAGES",
+    "MAX_RESPONSE_BYTES",
+    "ApiClient",
+    "ApiItem",
+    "ApiSync",
+    "ApiSyncError",
+    "ApiSyncService",
+    "InvalidItem",
+    "SyncResult",
+    "map_domain_config_id",
+    "parse_item",
+    "parse_items",
+    "parse_page",
+    "plan_sync",
+    "shown_url",
+    "zero_counts",
+]
 
 
 # -- planning ---------------------------------------------------------------------------------

@@ -23,8 +23,12 @@ pytestmark = pytest.mark.timeout(120)
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "scheduler.py", *args], cwd=ROOT, env={**os.environ, **env},
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "scheduler.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -51,8 +55,18 @@ def processes_with(argument: str) -> list[int]:
 def test_schedule_commands_round_trip(env: dict[str, str], database_url: str) -> None:
     external = str(uuid.uuid4())
     created = cli_json(
-        env, "add", "--domain-config-id", external, "--domain", "example.com",
-        "--frequency", "daily", "--time-config", '{"hour": 2, "minute": 30}', "--name", "nightly",
+        env,
+        "add",
+        "--domain-config-id",
+        external,
+        "--domain",
+        "example.com",
+        "--frequency",
+        "daily",
+        "--time-config",
+        '{"hour": 2, "minute": 30}',
+        "--name",
+        "nightly",
     )
     sid = created["schedule_id"]
     assert created["enabled"] is True and created["name"] == "nightly"
@@ -75,22 +89,56 @@ def test_schedule_commands_round_trip(env: dict[str, str], database_url: str) ->
 def test_bad_usage_exits_2_and_unknown_ids_exit_1(env: dict[str, str], database_url: str) -> None:
     for args in (
         ["add", "--domain", "x"],
-        ["add", "--domain-config-id", "not-a-uuid", "--domain", "x", "--frequency", "daily",
-         "--time-config", "{}"],
-        ["add", "--domain-config-id", str(uuid.uuid4()), "--domain", "x", "--frequency", "daily",
-         "--time-config", "{not json"],
+        [
+            "add",
+            "--domain-config-id",
+            "not-a-uuid",
+            "--domain",
+            "x",
+            "--frequency",
+            "daily",
+            "--time-config",
+            "{}",
+        ],
+        [
+            "add",
+            "--domain-config-id",
+            str(uuid.uuid4()),
+            "--domain",
+            "x",
+            "--frequency",
+            "daily",
+            "--time-config",
+            "{not json",
+        ],
         ["history", "--status", "weird"],
         ["frobnicate"],
     ):
         result = cli(env, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert "usage:" in result.stderr
-    invalid = cli(env, "add", "--domain-config-id", str(uuid.uuid4()), "--domain", "x",
-                  "--frequency", "dayly", "--time-config", "{}")
+    invalid = cli(
+        env,
+        "add",
+        "--domain-config-id",
+        str(uuid.uuid4()),
+        "--domain",
+        "x",
+        "--frequency",
+        "dayly",
+        "--time-config",
+        "{}",
+    )
     assert invalid.returncode == 2 and "unknown frequency 'dayly'" in invalid.stderr
     missing = str(uuid.uuid4())
-    for args in (["show", missing], ["update", missing, "--domain", "y"], ["delete", missing],
-                 ["enable", missing], ["cancel", missing], ["trigger", missing]):
+    for args in (
+        ["show", missing],
+        ["update", missing, "--domain", "y"],
+        ["delete", missing],
+        ["enable", missing],
+        ["cancel", missing],
+        ["trigger", missing],
+    ):
         result = cli(env, *args)
         assert result.returncode == 1, (args, result.stderr)
         assert result.stderr.startswith("error: no ") and missing in result.stderr
@@ -102,17 +150,25 @@ def test_validate_lists_invalid_rows_with_reasons(env: dict[str, str], database_
     bad = insert_schedule(database_url, "cron", {"expression": "61 * * * *"})
     report = cli_json(env, "validate", code=1)
     assert report["valid"] is False
-    assert report["invalid"] == [{
-        "schedule_id": str(bad), "domain": "example.com",
-        "reason": "cron expression '61 * * * *': minute 61 out of range 0-59",
-    }]
+    assert report["invalid"] == [
+        {
+            "schedule_id": str(bad),
+            "domain": "example.com",
+            "reason": "cron expression '61 * * * *': minute 61 out of range 0-59",
+        }
+    ]
 
 
 def test_trigger_wait_history_stats_and_status_with_a_live_daemon(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
-    sid = insert_schedule(database_url, "daily", {"hour": 2}, job_type="command",
-                          payload={"argv": ["echo", "triggered"]})
+    sid = insert_schedule(
+        database_url,
+        "daily",
+        {"hour": 2},
+        job_type="command",
+        payload={"argv": ["echo", "triggered"]},
+    )
     nobody = cli(env, "trigger", str(sid))
     assert nobody.returncode == 1 and "no live scheduler instance" in nobody.stderr
     with daemon(env, tmp_path, COMMAND_ALLOWLIST="echo") as proc:
@@ -138,8 +194,9 @@ def test_trigger_wait_history_stats_and_status_with_a_live_daemon(
 def test_trigger_local_runs_in_process_under_the_same_history(
     env: dict[str, str], database_url: str
 ) -> None:
-    sid = insert_schedule(database_url, "daily", {"hour": 2}, job_type="command",
-                          payload={"argv": ["echo", "local"]})
+    sid = insert_schedule(
+        database_url, "daily", {"hour": 2}, job_type="command", payload={"argv": ["echo", "local"]}
+    )
     execution = cli_json({**env, "COMMAND_ALLOWLIST": "echo"}, "trigger", str(sid), "--local")
     assert execution["status"] == "completed" and execution["trigger"] == "manual"
     assert [str(r["execution_id"]) for r in executions(database_url, sid)] == [
@@ -153,13 +210,18 @@ def test_cancel_stops_a_running_command_and_its_process(
     marker = f"{59 + (uuid.uuid4().int % 1000) / 1000:.3f}"  # a unique `sleep` argument
     now = datetime.now(UTC).replace(microsecond=0)
     sid = insert_schedule(
-        database_url, "interval", {"seconds": 3600}, job_type="command",
-        payload={"argv": ["sleep", marker]}, created_at=now - timedelta(seconds=3597),
+        database_url,
+        "interval",
+        {"seconds": 3600},
+        job_type="command",
+        payload={"argv": ["sleep", marker]},
+        created_at=now - timedelta(seconds=3597),
     )
     with daemon(env, tmp_path, COMMAND_ALLOWLIST="sleep"):
         rows = wait_until(
             lambda: [r for r in executions(database_url, sid) if r["status"] == "running"],
-            15, message="the sleep job is running",
+            15,
+            message="the sleep job is running",
         )
         wait_until(lambda: processes_with(marker), 5, message="sleep process started")
         started = time.monotonic()

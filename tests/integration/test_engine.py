@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -23,8 +24,13 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def insert_schedule(
-    url: str, frequency: str, time_config: dict[str, Any], *, job_type: str | None = None,
-    payload: dict[str, Any] | None = None, created_at: datetime | None = None,
+    url: str,
+    frequency: str,
+    time_config: dict[str, Any],
+    *,
+    job_type: str | None = None,
+    payload: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
     next_run: datetime | None = None,
 ) -> uuid.UUID:
     with psycopg.connect(url, autocommit=True) as conn:
@@ -65,21 +71,32 @@ def test_http_job_runs_with_the_contract_body_and_stores_scan_id(
     scan_id = str(uuid.uuid4())
     with RecordingHTTPServer(ScriptedResponse(200, {"scan_id": scan_id})) as server:
         schedule_id = insert_schedule(
-            database_url, "interval", {"seconds": 1}, job_type="http",
+            database_url,
+            "interval",
+            {"seconds": 1},
+            job_type="http",
             payload={"url": f"{server.url}/scan", "maxPages": 5},
         )
         with daemon(env, tmp_path, HTTP_ALLOWED_HOSTS="127.0.0.1"):
             requests = server.wait_for_requests(2, timeout=15)
             wait_until(
-                lambda: len([e for e in executions(database_url) if e["status"] == "completed"])
-                >= 2,
-                10, message="two completed runs",
+                lambda: (
+                    len([e for e in executions(database_url) if e["status"] == "completed"]) >= 2
+                ),
+                10,
+                message="two completed runs",
             )
     first = requests[0]
     body = first.json
     assert set(body) == {
-        "execution_id", "schedule_id", "domain_config_id", "domain", "profile_id",
-        "scheduled_for", "attempt", "payload",
+        "execution_id",
+        "schedule_id",
+        "domain_config_id",
+        "domain",
+        "profile_id",
+        "scheduled_for",
+        "attempt",
+        "payload",
     }
     assert body["schedule_id"] == str(schedule_id) and body["payload"]["maxPages"] == 5
     assert body["scheduled_for"].endswith("Z") and body["attempt"] == 1
@@ -97,7 +114,10 @@ def test_sigterm_during_a_run_exits_cleanly_leaving_no_running_rows_or_locks(
     env: dict[str, str], database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     schedule_id = insert_schedule(
-        database_url, "interval", {"seconds": 60}, job_type="command",
+        database_url,
+        "interval",
+        {"seconds": 60},
+        job_type="command",
         payload={"argv": ["sleep", "30"]},
         created_at=datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=55),
     )
@@ -118,7 +138,10 @@ def test_a_long_job_keeps_its_lock_and_no_other_instance_starts_it(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
     schedule_id = insert_schedule(
-        database_url, "interval", {"seconds": 30}, job_type="command",
+        database_url,
+        "interval",
+        {"seconds": 30},
+        job_type="command",
         payload={"argv": ["sleep", "10"]},
         created_at=datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=25),
     )
@@ -126,7 +149,8 @@ def test_a_long_job_keeps_its_lock_and_no_other_instance_starts_it(
     with daemon(env, tmp_path, "a", **extra), daemon(env, tmp_path, "b", **extra):
         wait_until(
             lambda: [r for r in executions(database_url, schedule_id) if r["completed_at"]],
-            40, message="the 10 s run finished",
+            40,
+            message="the 10 s run finished",
         )
     rows = executions(database_url, schedule_id)
     assert len(rows) == 1, rows
@@ -142,27 +166,36 @@ def test_retryable_failures_retry_with_backoff_and_a_400_does_not(
     with RecordingHTTPServer() as flaky, RecordingHTTPServer(ScriptedResponse(400)) as bad:
         flaky.enqueue(ScriptedResponse(503), ScriptedResponse(503), ScriptedResponse(200))
         retried = insert_schedule(
-            database_url, "once", {"run_at": soon.isoformat()}, job_type="http",
+            database_url,
+            "once",
+            {"run_at": soon.isoformat()},
+            job_type="http",
             payload={"url": flaky.url},
         )
         refused = insert_schedule(
-            database_url, "once", {"run_at": soon.isoformat()}, job_type="http",
+            database_url,
+            "once",
+            {"run_at": soon.isoformat()},
+            job_type="http",
             payload={"url": bad.url},
         )
         with daemon(env, tmp_path, HTTP_ALLOWED_HOSTS="127.0.0.1", RETRY_INITIAL_DELAY="1"):
             wait_until(
                 lambda: any(r["status"] == "completed" for r in executions(database_url, retried)),
-                30, message="third attempt completed",
+                30,
+                message="third attempt completed",
             )
             hits = flaky.wait_for_requests(3)
     rows = executions(database_url, retried)
     assert [(r["attempt"], r["status"], r["trigger"]) for r in rows] == [
-        (1, "failed", "schedule"), (2, "failed", "retry"), (3, "completed", "retry"),
+        (1, "failed", "schedule"),
+        (2, "failed", "retry"),
+        (3, "completed", "retry"),
     ]
     assert all(r["error_details"]["retryable"] for r in rows[:2])
     assert len({r["scheduled_for"] for r in rows}) == 1  # one occurrence, three attempts
     # Equal jitter: the wait before attempt n+1 is within [d/2, d] with d = 1 s * 2^(n-1).
-    gaps = [b.monotonic - a.monotonic for a, b in zip(hits, hits[1:], strict=False)]
+    gaps = [b.monotonic - a.monotonic for a, b in itertools.pairwise(hits)]
     assert 0.5 <= gaps[0] <= 1.0 + 0.8, gaps
     assert 1.0 <= gaps[1] <= 2.0 + 0.8, gaps
     bad_rows = executions(database_url, refused)
@@ -177,19 +210,27 @@ def test_refused_command_never_starts_and_a_slow_one_times_out(
     soon = (datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)).isoformat()
     marker = tmp_path / "should-not-exist"
     refused = insert_schedule(
-        database_url, "once", {"run_at": soon}, job_type="command",
+        database_url,
+        "once",
+        {"run_at": soon},
+        job_type="command",
         payload={"argv": ["touch", str(marker)]},
     )
     slow = insert_schedule(
-        database_url, "once", {"run_at": soon, "timeout_seconds": 1, "max_retries": 0},
-        job_type="command", payload={"argv": ["sleep", "30"]},
+        database_url,
+        "once",
+        {"run_at": soon, "timeout_seconds": 1, "max_retries": 0},
+        job_type="command",
+        payload={"argv": ["sleep", "30"]},
     )
     with daemon(env, tmp_path, COMMAND_ALLOWLIST="sleep"):
         wait_until(
-            lambda: all(
-                r["completed_at"] for r in executions(database_url)
-            ) and len(executions(database_url)) == 2,
-            20, message="both runs finished",
+            lambda: (
+                all(r["completed_at"] for r in executions(database_url))
+                and len(executions(database_url)) == 2
+            ),
+            20,
+            message="both runs finished",
         )
     refused_row = executions(database_url, refused)[0]
     assert refused_row["status"] == "failed"
@@ -206,21 +247,30 @@ def test_catch_up_after_downtime_runs_once_within_grace_and_skips_beyond(
     now = datetime.now(UTC).replace(microsecond=0)
     # Missed 20 s ago, grace 60 s: one catch-up run.
     within = insert_schedule(
-        database_url, "interval", {"seconds": 3600, "misfire_grace_time": 60},
-        job_type="command", payload={"argv": ["echo", "hi"]},
-        created_at=now - timedelta(seconds=3620), next_run=now - timedelta(seconds=20),
+        database_url,
+        "interval",
+        {"seconds": 3600, "misfire_grace_time": 60},
+        job_type="command",
+        payload={"argv": ["echo", "hi"]},
+        created_at=now - timedelta(seconds=3620),
+        next_run=now - timedelta(seconds=20),
     )
     # Every 10 s (at now-25, -15, -5, +5, ...), down since now-25, grace 2 s: the three missed
     # ones are skipped, then it runs on time.
     beyond = insert_schedule(
-        database_url, "interval", {"seconds": 10, "misfire_grace_time": 2},
-        job_type="command", payload={"argv": ["echo", "hi"]},
-        created_at=now - timedelta(seconds=95), next_run=now - timedelta(seconds=25),
+        database_url,
+        "interval",
+        {"seconds": 10, "misfire_grace_time": 2},
+        job_type="command",
+        payload={"argv": ["echo", "hi"]},
+        created_at=now - timedelta(seconds=95),
+        next_run=now - timedelta(seconds=25),
     )
     with daemon(env, tmp_path, COMMAND_ALLOWLIST="echo"):
         wait_until(
             lambda: any(r["status"] == "completed" for r in executions(database_url, beyond)),
-            20, message="the next regular occurrence ran",
+            20,
+            message="the next regular occurrence ran",
         )
         wait_until(lambda: executions(database_url, within), 10, message="catch-up run")
     within_rows = executions(database_url, within)
@@ -253,7 +303,8 @@ def test_old_history_is_pruned_by_one_instance(
     with daemon(env, tmp_path, "a", **extra) as a, daemon(env, tmp_path, "b", **extra) as b:
         wait_until(
             lambda: [e for d in (a, b) for e in d.events() if e.get("event") == "history.pruned"],
-            15, message="a prune",
+            15,
+            message="a prune",
         )
     pruned = [e for d in (a, b) for e in d.events() if e.get("event") == "history.pruned"]
     assert len(pruned) == 1 and pruned[0]["deleted"] == 150

@@ -59,7 +59,7 @@ def test_every_config_column_edit_is_applied_and_unrelated_jobs_are_untouched(
         ("frequency = 'hourly', time_config = '{\"minute\": 5}'", None),
         ("time_config = '{\"minute\": 6}'", None),
         ("job_type = 'command'", None),
-        ("payload = '{\"argv\": [\"echo\"]}'", None),
+        ('payload = \'{"argv": ["echo"]}\'', None),
         ("source = 'api'", None),
     ]
     for assignment, param in edits:
@@ -85,8 +85,11 @@ def test_every_config_column_edit_is_applied_and_unrelated_jobs_are_untouched(
     assert job_of(scheduler, bystander) is bystander_job
 
     # The daemon's own writes are not edits.
-    sql(database_url, "UPDATE schedules SET last_run = now(), last_status = 'completed', "
-        "next_run = now() + interval '1 day', last_error = 'x'")
+    sql(
+        database_url,
+        "UPDATE schedules SET last_run = now(), last_status = 'completed', "
+        "next_run = now() + interval '1 day', last_error = 'x'",
+    )
     assert scheduler.watcher.incremental_pass() == {}
     assert scheduler.watcher.full_pass() == {}
 
@@ -120,8 +123,11 @@ def test_invalid_rows_get_their_reason_once_and_are_scheduled_when_fixed(
     assert "time_config.day" in marked["last_error"] and "funday" in marked["last_error"]
     assert scheduler.watcher.full_pass() == {}  # not re-marked every pass
     assert schedule_row(database_url, row)["updated_at"] == marked["updated_at"]
-    sql(database_url, "UPDATE schedules SET time_config = '{\"day\": \"Mon\", \"hour\": 2}' "
-        "WHERE schedule_id = %s", (row,))
+    sql(
+        database_url,
+        'UPDATE schedules SET time_config = \'{"day": "Mon", "hour": 2}\' WHERE schedule_id = %s',
+        (row,),
+    )
     assert scheduler.watcher.incremental_pass() == {"added": 1}
     fixed = schedule_row(database_url, row)
     assert fixed["last_status"] is None and fixed["last_error"] is None
@@ -147,14 +153,21 @@ def test_edits_reach_a_live_daemon_through_notify_and_survive_a_killed_listener(
         latency = time.monotonic() - edited
         assert latency < 3
         # Kill the LISTEN connection: the next interval pass applies the edit anyway.
-        sql(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE query LIKE 'LISTEN%%' AND datname = current_database()")
-        sql(database_url, "UPDATE schedules SET time_config = '{\"hour\": 5}' "
-            "WHERE schedule_id = %s", (row,))
+        sql(
+            database_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN%%' AND datname = current_database()",
+        )
+        sql(
+            database_url,
+            "UPDATE schedules SET time_config = '{\"hour\": 5}' WHERE schedule_id = %s",
+            (row,),
+        )
         proc.wait_for_event("schedule.updated", timeout=6, schedule_id=str(row))
         wait_until(
             lambda: len([e for e in proc.events() if e.get("event") == "watcher.listening"]) >= 2,
-            10, message="listener reconnected",
+            10,
+            message="listener reconnected",
         )
         sql(database_url, "DELETE FROM schedules WHERE schedule_id = %s", (row,))
         wait_until(
@@ -162,7 +175,8 @@ def test_edits_reach_a_live_daemon_through_notify_and_survive_a_killed_listener(
                 e.get("event") == "watcher.pass" and e.get("changes", {}).get("removed")
                 for e in proc.events()
             ),
-            5, message="deletion applied",
+            5,
+            message="deletion applied",
         )
 
 
@@ -171,8 +185,12 @@ def test_edits_around_a_fire_time_never_lose_or_repeat_the_occurrence(
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     target = insert_schedule(
-        database_url, "interval", {"seconds": 4}, job_type="command",
-        payload={"argv": ["echo", "a"]}, created_at=now - timedelta(seconds=40),
+        database_url,
+        "interval",
+        {"seconds": 4},
+        job_type="command",
+        payload={"argv": ["echo", "a"]},
+        created_at=now - timedelta(seconds=40),
     )
     other = insert_schedule(database_url, "daily", {"hour": 2})
     with daemon(env, tmp_path, COMMAND_ALLOWLIST="echo", SCHEDULE_CHECK_INTERVAL="1") as proc:
@@ -189,9 +207,12 @@ def test_edits_around_a_fire_time_never_lose_or_repeat_the_occurrence(
             for sid in (other, target):
                 sql(database_url, statement, (Jsonb({"argv": ["echo", str(offset)]}), sid))
         wait_until(
-            lambda: any(r["scheduled_for"] == fire + timedelta(seconds=4)
-                        for r in executions(database_url, target)),
-            10, message="the occurrence after the edits ran",
+            lambda: any(
+                r["scheduled_for"] == fire + timedelta(seconds=4)
+                for r in executions(database_url, target)
+            ),
+            10,
+            message="the occurrence after the edits ran",
         )
     rows = executions(database_url, target)
     at_fire = [r for r in rows if r["scheduled_for"] == fire]

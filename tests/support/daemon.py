@@ -26,8 +26,12 @@ class DaemonProcess:
     def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> DaemonProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "scheduler.py", "run"], cwd=ROOT, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "scheduler.py", "run"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         if wait_ready:
@@ -61,8 +65,12 @@ class DaemonProcess:
                     return event
             return None
 
-        return wait_until(found, timeout, 0.05, f"log event {name} {fields or ''} from "
-                          f"{self.instance_id}:\n{self.tail()}")
+        return wait_until(
+            found,
+            timeout,
+            0.05,
+            f"log event {name} {fields or ''} from {self.instance_id}:\n{self.tail()}",
+        )
 
     def _fail_if_exited(self, waiting_for: str) -> None:
         if self.process is not None and self.process.poll() is not None:
@@ -94,7 +102,9 @@ class DaemonProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         if self.process is not None and self.process.poll() is None:

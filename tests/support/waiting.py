@@ -19,5 +19,7 @@ def wait_until(
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for: {message or condition}")
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for: {message or condition}"
+            )
         time.sleep(interval)

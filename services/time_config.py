@@ -342,6 +342,13 @@ def _read(
             f"time_config.start_date {time_config['start_date']!r}"
         )
     shape = _SHAPES[name](r) if name is not None else None
+    if shape is not None and shape.period is not None and jitter:
+        # Jitter beyond the period would shuffle occurrences (and cost a search per period).
+        period_s = int(shape.period.total_seconds())
+        if jitter >= period_s:
+            r.problems.append(
+                f"time_config.jitter must be less than the interval ({period_s} s), got {jitter}"
+            )
     problems.extend(r.problems)
     if name is None or shape is None or problems:
         return None, problems

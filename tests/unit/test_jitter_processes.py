@@ -26,7 +26,7 @@ ROWS = [
         "cron",
         {"expression": "0 9 * * 1-5", "jitter": 900, "timezone": "Europe/Berlin"},
     ),
-    ("0b6c1b9e-3", "interval", {"seconds": 30, "jitter": 45}),
+    ("0b6c1b9e-3", "interval", {"seconds": 30, "jitter": 25}),
     (
         "0b6c1b9e-4",
         "daily",

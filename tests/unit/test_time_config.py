@@ -459,3 +459,10 @@ def test_any_input_either_parses_or_says_why(frequency: object, config: dict[str
         assert info.value.reason == "; ".join(problems)
     else:
         assert parse_schedule(frequency, config).frequency == frequency
+
+
+def test_jitter_must_be_shorter_than_the_interval() -> None:
+    assert validate_schedule("interval", {"seconds": 10, "jitter": 10}) == [
+        "time_config.jitter must be less than the interval (10 s), got 10"
+    ]
+    assert validate_schedule("interval", {"seconds": 10, "jitter": 9}) == []

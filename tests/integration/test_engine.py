@@ -325,3 +325,38 @@ def test_invalid_rows_are_marked_and_never_scheduled(
     assert row["last_error"] == "time_config.hour must be an integer 0-23, got 25"
     assert schedule_row(database_url, good)["next_run"] is not None
     assert json.dumps(row["time_config"]) == '{"hour": 25}'  # the row itself is left as written
+
+
+def test_a_schedule_disabled_for_three_periods_comes_back_without_a_burst(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    sid = insert_schedule(
+        database_url,
+        "interval",
+        {"seconds": 1},
+        job_type="command",
+        payload={"argv": ["echo", "x"]},
+    )
+    toggle = "UPDATE schedules SET enabled = %s WHERE schedule_id = %s"
+    with daemon(env, tmp_path, COMMAND_ALLOWLIST="echo") as proc:
+        wait_until(lambda: executions(database_url, sid), 10, message="first run")
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(toggle, (False, sid))
+            proc.wait_for_event("watcher.pass", timeout=5, changes={"removed": 1})
+            disabled_at = datetime.now(UTC)
+            time.sleep(3.5)  # three periods pass while it is disabled (the point of the test)
+            conn.execute(toggle, (True, sid))
+            enabled_at = datetime.now(UTC)
+        wait_until(
+            lambda: [r for r in executions(database_url, sid) if r["scheduled_for"] > enabled_at],
+            10,
+            message="a run after re-enabling",
+        )
+    rows = executions(database_url, sid)
+    paused = [
+        r for r in rows if disabled_at + timedelta(seconds=1) < r["scheduled_for"] < enabled_at
+    ]
+    assert paused == []  # nothing ran, nothing was recorded skipped, for the pause
+    after = [r for r in rows if r["scheduled_for"] > enabled_at]
+    assert all(r["trigger"] == "schedule" for r in after)
+    assert len({r["scheduled_for"] for r in rows}) == len(rows)

@@ -67,7 +67,11 @@ def make_rows(n: int = ROWS, seed: int = 20260328) -> list[Row]:
             frequency, config = "once", {"run_at": run_at.replace(microsecond=0).isoformat()}
         config["timezone"] = rng.choice(ZONES)
         if rng.random() < 0.2:
-            config["jitter"] = rng.randrange(1, 300)
+            # An interval's jitter must stay below its period.
+            units = {"seconds": 1, "minutes": 60, "hours": 3600}
+            period = sum(units[k] * v for k, v in config.items() if k in units) or 300
+            if min(300, period) > 1:
+                config["jitter"] = rng.randrange(1, min(300, period))
         created_at = NOW - timedelta(seconds=rng.randrange(1, 400 * 86_400))
         rows.append((f"00000000-0000-4000-8000-{index:012d}", frequency, config, created_at))
     return rows

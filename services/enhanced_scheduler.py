@@ -44,6 +44,7 @@ from services.handlers import build_handler_registry
 from services.health import HealthServer
 from services.job_history import JobHistory
 from services.job_runner import JobRunner, LoadedSchedule, Occurrence, RunReport
+from services.job_store import HeapJobStore
 from services.liveness import Heartbeat, Reaper
 from services.logging import configure_logging, get_logger, secrets_of
 from services.metrics import Metrics
@@ -136,7 +137,9 @@ class EnhancedScheduler:
         self._parked: list[Occurrence] = []
         self._parked_lock = threading.Lock()
         self.executor = OccurrenceExecutor(self.max_workers, on_overlap=self._on_overlap)
+        self.job_store = HeapJobStore()
         self.scheduler = BackgroundScheduler(
+            jobstores={"default": self.job_store},
             executors={"default": self.executor},
             job_defaults={
                 "coalesce": False,  # we coalesce ourselves, recording what we drop

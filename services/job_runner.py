@@ -23,7 +23,7 @@ from services.execution_store import Claim, ExecutionStore, FinalResult, Occurre
 from services.handlers import HandlerRegistry, JobContext, JobOutcome, UnknownJobType
 from services.logging import get_logger
 from services.metrics import Metrics
-from services.models import ExecutionStatus, RunTrigger
+from services.models import ExecutionStatus, JobType, RunTrigger
 from services.records import Schedule
 from services.retry import RetryPolicy
 from services.time_config import ScheduleSpec
@@ -32,7 +32,7 @@ from services.triggers import next_fire_time
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LoadedSchedule:
     """A schedule row with its parsed time specification, as loaded into the scheduler."""
 
@@ -292,21 +292,25 @@ class JobRunner:
             trigger=occ.trigger.value,
         )
         timeout = occ.loaded.spec.timeout_seconds or self.default_timeout
-        # Handlers enforce their own time-out; this is the backstop for python callables.
-        backstop = threading.Timer(timeout + 1.0, active.cancel, args=("timeout",))
-        backstop.daemon = True
+        # http and command handlers enforce their own time-out; a python callable runs in this
+        # thread and can only be told (through its cancel event) once its time is up.
+        backstop = None
+        if (schedule.job_type or self.default_job_type) == JobType.PYTHON:
+            backstop = threading.Timer(timeout + 1.0, active.cancel, args=("timeout",))
+            backstop.daemon = True
+            backstop.start()
         started = self.clock.monotonic()
         self.metrics.fire_lateness.observe(
             max(0.0, (claim.started_at - occ.due_at).total_seconds())
         )
-        run_log.info(
+        run_log.debug(
             "run.started", lateness_s=round((claim.started_at - occ.due_at).total_seconds(), 3)
         )
-        backstop.start()
         try:
             outcome = self._call_handler(active, claim, timeout, run_log)
         finally:
-            backstop.cancel()
+            if backstop is not None:
+                backstop.cancel()
         duration = self.clock.monotonic() - started
         status, message, details = self._final_status(active, outcome, lock)
         next_run = next_fire_time(

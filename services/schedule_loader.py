@@ -17,6 +17,7 @@ from uuid import UUID
 
 from services.errors import DatabaseError, DatabaseUnavailable, InvalidScheduleError
 from services.job_runner import LoadedSchedule, Occurrence
+from services.job_store import build_job
 from services.logging import get_logger
 from services.records import Schedule
 from services.time_config import parse_schedule
@@ -83,11 +84,9 @@ class ScheduleLoader:
         return next(iter(self.apply_many([schedule])))
 
     def remove(self, schedule_id: UUID) -> bool:
-        with self._lock:
+        with self._lock, self.daemon.scheduler._jobstores_lock:
             existed = self._loaded.pop(schedule_id, None) is not None
-            job = self.daemon.scheduler.get_job(str(schedule_id))
-            if job is not None:
-                job.remove()
+            self.daemon.job_store.discard_job(str(schedule_id))
         self.daemon.metrics.schedules_loaded.set(self.count)
         return existed
 
@@ -131,16 +130,22 @@ class ScheduleLoader:
             if schedule.last_status in ("invalid", "expired"):
                 self._clear_mark(sid)
             self._loaded[sid] = loaded
-            self.daemon.scheduler.add_job(
-                self.daemon.fire,
-                ScheduleTrigger(loaded.spec),
+            job = build_job(
+                self.daemon.scheduler,
+                job_id=str(sid),
+                func=self.daemon.fire,
+                trigger=ScheduleTrigger(loaded.spec),
                 args=(str(sid),),
-                id=str(sid),
                 name=schedule.domain,
-                replace_existing=True,
                 next_run_time=first,
+                max_instances=self.daemon.settings.job_max_instances,
             )
-        log.info(
+            # The scheduler's own lock: its loop must not interleave with this replacement.
+            with self.daemon.scheduler._jobstores_lock:
+                self.daemon.job_store.put_job(job)
+            self.daemon.scheduler.wakeup()
+        # Debug: at 100,000 schedules a line each would dominate start-up; passes log a summary.
+        log.debug(
             "schedule.loaded" if current is None else "schedule.updated",
             schedule_id=str(sid),
             frequency=schedule.frequency,
@@ -158,7 +163,7 @@ class ScheduleLoader:
         if loaded.spec.frequency == "once":
             start = now - timedelta(seconds=grace)
         if current is not None:
-            job = self.daemon.scheduler.get_job(str(loaded.schedule_id))
+            job = self.daemon.job_store.lookup_job(str(loaded.schedule_id))
             pending = getattr(job, "next_run_time", None) if job is not None else None
             if pending is not None and pending < now:
                 start = pending

@@ -34,7 +34,7 @@ _SQL = load_queries("watcher")
 log = get_logger(__name__)
 CHANNEL = "schedules_changed"
 FULL_PASS_EVERY = 10
-DEBOUNCE_SECONDS = 0.1
+DEBOUNCE_SECONDS = 0.02  # long enough to gather one statement's burst of notifications
 FETCH_BATCH = 5000
 
 

@@ -197,7 +197,7 @@ class CommandHandler:
             )
         assert proc.stdout is not None and proc.stderr is not None
         stdout, stderr = _Tail(proc.stdout), _Tail(proc.stderr)
-        ctx.log.info("handler.command.started", program=argv[0], pid=proc.pid)
+        ctx.log.debug("handler.command.started", program=argv[0], pid=proc.pid)
 
         try:
             stop = self._wait(proc.pid, deadline, ctx.cancel_event)

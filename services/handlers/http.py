@@ -125,7 +125,7 @@ class HttpHandler:
             "Content-Type": "application/json",
             "Idempotency-Key": ctx.idempotency_key(),
         }
-        ctx.log.info("handler.http.request", host=target.host, timeout_s=limit)
+        ctx.log.debug("handler.http.request", host=target.host, timeout_s=limit)
         started = time.monotonic()
         try:
             with self._client.stream(

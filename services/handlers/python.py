@@ -116,7 +116,7 @@ class PythonHandler:
             ctx.log.warning("handler.python.refused", reason=func.error_message)
             return func
 
-        ctx.log.info("handler.python.started", callable=spec)
+        ctx.log.debug("handler.python.started", callable=spec)
         started = time.monotonic()
         result: object = None
         error: BaseException | None = None

@@ -145,7 +145,7 @@ def test_a_once_in_the_past_is_marked_expired(
 def test_edits_reach_a_live_daemon_through_notify_and_survive_a_killed_listener(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
-    with daemon(env, tmp_path, SCHEDULE_CHECK_INTERVAL="2") as proc:
+    with daemon(env, tmp_path, SCHEDULE_CHECK_INTERVAL="2", LOG_LEVEL="DEBUG") as proc:
         proc.wait_for_event("watcher.listening")
         row = insert_schedule(database_url, "daily", {"hour": 2})
         edited = time.monotonic()

@@ -1,0 +1,304 @@
+"""The execution engine (issue 5): no-op runs per second, and fire lateness of K due at once.
+
+`python -m bench.bench_engine`.
+- Throughput: `JobRunner.run(Occurrence(...))` (lock, claim INSERT, python no-op handler, fenced
+  UPDATE, release) from 1 and from MAX_WORKERS=10 threads, each thread on its own schedule with
+  distinct occurrences; next to the floor of the same four round trips (Redis SET NX PX, INSERT
+  job_executions, UPDATE job_executions, Redis DEL) done by a bare loop in the same run.
+- Lateness: K `once` schedules due at the same second, fired by an in-process EnhancedScheduler
+  (MAX_WORKERS=10); lateness = handler start (seen by the handler) minus the scheduled time, and
+  `job_executions.started_at - scheduled_for` next to it; every schedule must have run once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import redis
+from psycopg.types.json import Jsonb
+
+from bench.common import (
+    NOOP_HANDLER,
+    REDIS_URL,
+    Record,
+    bench_database,
+    bench_settings,
+    figure,
+    insert_schedules,
+    percentile,
+    print_table,
+    redis_prefix,
+    scale,
+    scheduler_logs,
+)
+from services.enhanced_scheduler import EnhancedScheduler
+from services.handlers import register_python_handler
+from services.job_runner import LoadedSchedule, Occurrence
+from services.records import Schedule
+
+WORKERS = 10
+RUNS = scale(3000, 300)
+WARM_UP = 10  # runs per thread before measuring: connections, prepared statements, scripts
+LATENESS_K = (100, 1000)
+STAMP_HANDLER = "bench-stamp"
+LEAD_SECONDS = 6.0  # from inserting the K schedules to their common fire time
+
+
+def run() -> list[dict[str, object]]:
+    register_python_handler(NOOP_HANDLER, lambda ctx: None)
+    records: list[Record] = []
+    with bench_database() as url, redis_prefix() as prefix, scheduler_logs():
+        records += throughput(url, prefix)
+    for k in LATENESS_K:
+        with bench_database() as url, redis_prefix() as prefix, scheduler_logs():
+            records += lateness(url, prefix, k)
+    return records
+
+
+# -- throughput ---------------------------------------------------------------------------------
+
+
+def throughput(url: str, prefix: str) -> list[Record]:
+    insert_schedules(url, WORKERS)
+    daemon = EnhancedScheduler(settings=bench_settings(url, prefix, MAX_WORKERS=WORKERS))
+    few = RUNS // 3
+    try:
+        loaded = [
+            daemon.loader.parse(Schedule.from_row(row))
+            for row in daemon.db.fetch_all("SELECT * FROM schedules ORDER BY schedule_id")
+        ]
+        floor_1 = _floor(url, prefix, loaded[:1], few)
+        floor_n = _floor(url, prefix, loaded, RUNS)
+        full_1 = _full_path(daemon, loaded[:1], few)
+        full_n = _full_path(daemon, loaded, RUNS)
+    finally:
+        daemon.shutdown()
+    ratio = full_n.rate / floor_n.rate
+    floor = "floor (SET NX PX, INSERT, UPDATE, DEL)"
+    full = "full path (JobRunner.run, no-op python handler)"
+    return [
+        figure(f"{floor}, 1 thread", round(floor_1.rate), "runs/s", few),
+        figure(f"{floor}, {WORKERS} threads", round(floor_n.rate), "runs/s", RUNS),
+        figure(f"{full}, 1 thread", round(full_1.rate), "runs/s", few),
+        figure(f"{full}, {WORKERS} threads", round(full_n.rate), "runs/s", RUNS),
+        figure(
+            f"full path / floor, {WORKERS} threads",
+            round(100 * ratio, 1),
+            "%",
+            RUNS,
+            target=">= 50 %",
+            ok=ratio >= 0.5,
+        ),
+        figure("full path / floor, 1 thread", round(100 * full_1.rate / floor_1.rate, 1), "%", few),
+        # CPU of this (client) process per run, PostgreSQL and Redis not included: with the GIL,
+        # this bounds runs/s whatever the number of workers, and it barely depends on the load.
+        figure(f"{floor}: client CPU per run", floor_n.cpu_ms, "ms", RUNS),
+        figure(f"{full}: client CPU per run", full_n.cpu_ms, "ms", RUNS),
+    ]
+
+
+@dataclass(frozen=True)
+class Rate:
+    rate: float  # runs per second (wall)
+    cpu_ms: float  # CPU time of this process per run
+
+
+def _in_threads(count: int, work: Callable[[int], None]) -> tuple[float, float]:
+    """Run work(i) on `count` threads at once; (wall, process CPU) seconds from the common
+    start to the end of the last."""
+    barrier = threading.Barrier(count + 1)
+    errors: list[BaseException] = []
+
+    def body(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,), name=f"bench-{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started, cpu = time.perf_counter(), time.process_time()
+    for thread in threads:
+        thread.join()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if errors:
+        raise errors[0]
+    return elapsed, cpu
+
+
+def _floor(url: str, prefix: str, loaded: list[LoadedSchedule], runs: int) -> Rate:
+    """Runs per second of the bare four round trips, one connection and one schedule a thread."""
+    per_thread = runs // len(loaded)
+    base = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(days=len(loaded))
+    client = redis.Redis.from_url(REDIS_URL, max_connections=len(loaded) + 2)
+    conns = [psycopg.connect(url, autocommit=True) for _ in loaded]
+
+    def one(conn: psycopg.Connection[Any], schedule: Schedule, key: str, moment: datetime) -> None:
+        execution_id = uuid4()
+        if not client.set(key, str(execution_id), nx=True, px=60_000):
+            raise RuntimeError(f"floor lock {key} taken")
+        conn.execute(
+            "INSERT INTO job_executions (execution_id, schedule_id, job_id, domain,"
+            " domain_config_id, status, started_at, scheduled_for, instance_id, fencing_token,"
+            " trigger) VALUES (%s, %s, %s, %s, %s, 'running', now(), %s, 'bench',"
+            " nextval('job_fencing_seq'), 'schedule')",
+            (
+                execution_id,
+                schedule.schedule_id,
+                str(schedule.schedule_id),
+                schedule.domain,
+                schedule.domain_config_id,
+                moment,
+            ),
+        )
+        conn.execute(
+            "UPDATE job_executions SET status = 'completed', completed_at = now(),"
+            " duration_seconds = 0 WHERE execution_id = %s",
+            (execution_id,),
+        )
+        client.delete(key)
+
+    def work(i: int, count: int, offset: int) -> None:
+        schedule = loaded[i].schedule
+        key = f"{prefix}floor:{schedule.schedule_id}"
+        for k in range(count):
+            one(conns[i], schedule, key, base + timedelta(seconds=offset + k))
+
+    try:
+        _in_threads(len(loaded), lambda i: work(i, WARM_UP, 0))
+        elapsed, cpu = _in_threads(len(loaded), lambda i: work(i, per_thread, WARM_UP))
+    finally:
+        for conn in conns:
+            conn.close()
+        client.close()
+    done = per_thread * len(loaded)
+    return Rate(done / elapsed, round(cpu / done * 1000, 3))
+
+
+def _full_path(daemon: EnhancedScheduler, loaded: list[LoadedSchedule], runs: int) -> Rate:
+    per_thread = runs // len(loaded)
+    base = datetime(2011, 1, 1, tzinfo=UTC) + timedelta(days=len(loaded))
+    failures: list[str] = []
+
+    def work(i: int, count: int, offset: int) -> None:
+        for k in range(count):
+            moment = base + timedelta(seconds=offset + k)
+            occ = Occurrence(
+                loaded[i], moment, datetime.now(UTC), job_id=str(loaded[i].schedule_id)
+            )
+            report = daemon.runner.run(occ)
+            if report.status != "completed":
+                failures.append(f"{report.status}: {report.detail}")
+
+    _in_threads(len(loaded), lambda i: work(i, WARM_UP, 0))
+    elapsed, cpu = _in_threads(len(loaded), lambda i: work(i, per_thread, WARM_UP))
+    if failures:
+        raise RuntimeError(f"{len(failures)} runs did not complete, e.g. {failures[0]}")
+    done = per_thread * len(loaded)
+    return Rate(done / elapsed, round(cpu / done * 1000, 3))
+
+
+# -- fire lateness ------------------------------------------------------------------------------
+
+
+def lateness(url: str, prefix: str, k: int) -> list[Record]:
+    seen: dict[UUID, float] = {}
+    seen_lock = threading.Lock()
+
+    def stamp(ctx: Any) -> None:
+        late = (datetime.now(UTC) - ctx.scheduled_for).total_seconds()
+        with seen_lock:
+            seen[ctx.schedule_id] = late
+
+    register_python_handler(STAMP_HANDLER, stamp)
+    fire_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=LEAD_SECONDS)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO schedules (domain_config_id, domain, frequency, time_config, job_type,"
+            " payload) SELECT gen_random_uuid(), 'late-' || i || '.example.com', 'once', %s,"
+            " 'python', %s FROM generate_series(1, %s) AS i",
+            (Jsonb({"run_at": fire_at.isoformat()}), Jsonb({"callable": STAMP_HANDLER}), k),
+        )
+    daemon = EnhancedScheduler(settings=bench_settings(url, prefix, MAX_WORKERS=WORKERS))
+    try:
+        daemon.start()
+        ready = datetime.now(UTC)
+        rows = _wait_for_runs(url, k, fire_at + timedelta(seconds=60))
+    finally:
+        daemon.shutdown()
+    done = [r for r in rows if r["status"] == "completed"]
+    db_late = [(r["started_at"] - r["scheduled_for"]).total_seconds() for r in done]
+    handler_late = list(seen.values())
+    missed = k - len({r["schedule_id"] for r in done})
+    p99 = percentile(handler_late, 99)
+    limit = 0.1 if k <= 100 else 1.0
+    late_note = None
+    if ready > fire_at:
+        late_note = f"the scheduler was ready only {(ready - fire_at).total_seconds():.2f}s late"
+    other = sorted({r["status"] for r in rows} - {"completed"})
+    return [
+        figure(
+            f"fire lateness K={k}: p50 (handler start - scheduled)",
+            _ms(percentile(handler_late, 50)),
+            "ms",
+            k,
+        ),
+        figure(
+            f"fire lateness K={k}: p99 (handler start - scheduled)",
+            _ms(p99),
+            "ms",
+            k,
+            target=f"< {limit * 1000:g} ms",
+            ok=p99 < limit,
+            note=late_note,
+        ),
+        figure(f"fire lateness K={k}: max", _ms(max(handler_late, default=float("nan"))), "ms", k),
+        figure(
+            f"fire lateness K={k}: p99 of started_at - scheduled_for",
+            _ms(percentile(db_late, 99)),
+            "ms",
+            k,
+        ),
+        figure(
+            f"fire lateness K={k}: schedules that did not run",
+            missed,
+            "runs",
+            k,
+            target="0",
+            ok=missed == 0,
+            note=f"other statuses seen: {other}" if other else None,
+        ),
+    ]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _wait_for_runs(url: str, k: int, deadline: datetime) -> list[dict[str, Any]]:
+    """Poll job_executions until K finished rows exist or the deadline passes."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT schedule_id, status, started_at, scheduled_for FROM job_executions"
+                " WHERE status <> 'running'"
+            ).fetchall()
+            if len(rows) >= k or datetime.now(UTC) > deadline:
+                return rows
+            time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    print_table(run())

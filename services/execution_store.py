@@ -195,9 +195,6 @@ class ExecutionStore:
         settings = row["settings"] if row else None
         return settings if isinstance(settings, dict) else {}
 
-    def load_enabled(self) -> list[dict[str, Any]]:
-        return self.db.fetch_all(_SQL["load_enabled_schedules"])
-
     # -- writes that wait for PostgreSQL ------------------------------------------------------
 
     @property

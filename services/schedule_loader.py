@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -21,13 +21,15 @@ from services.job_store import build_job
 from services.logging import get_logger
 from services.records import Schedule
 from services.time_config import parse_schedule
-from services.triggers import ScheduleTrigger, is_expired, next_fire_time
+from services.triggers import ScheduleTrigger, next_fire_time
 
 if TYPE_CHECKING:
     from services.enhanced_scheduler import EnhancedScheduler
 
 log = get_logger(__name__)
 MAX_CATCHUP_SKIP_ROWS = 100  # per schedule; beyond that the skipped count is logged, not stored
+VERBOSE_LIMIT = 100  # larger batches log one summary instead of a line per schedule
+NEXT_RUN_CHUNK = 10_000
 MAX_MISSED_SCAN = 100_000  # bound on walking missed occurrences (a 1 s interval down for a day)
 _TICK = timedelta(microseconds=1)
 
@@ -61,27 +63,39 @@ class ScheduleLoader:
 
     # -- whole-table load ---------------------------------------------------------------------
 
-    def load_all(self, *, catch_up: bool) -> Counter[str]:
-        rows = [Schedule.from_row(row) for row in self.daemon.store.load_enabled()]
-        return self.apply_many(rows, catch_up=catch_up)
-
-    def apply_many(self, schedules: Iterable[Schedule], *, catch_up: bool = False) -> Counter[str]:
+    def apply_many(
+        self, schedules: Sequence[Schedule], *, catch_up: bool = False, background: bool = False
+    ) -> Counter[str]:
         """Bring rows into the scheduler; count the outcomes ('added', 'updated', 'unchanged',
-        'removed', 'invalid', 'expired'). next_run is written in one statement for all."""
+        'removed', 'invalid', 'expired'). next_run is written in one statement for all, or, for
+        the start-up load (`background`), by a thread in chunks, after the jobs are scheduled."""
         outcomes: Counter[str] = Counter()
         next_runs: list[tuple[UUID, datetime | None]] = []
+        verbose = len(schedules) <= VERBOSE_LIMIT
         for schedule in schedules:
-            outcome, next_run = self._apply(schedule, catch_up=catch_up)
+            outcome, next_run = self._apply(schedule, catch_up=catch_up, verbose=verbose)
             outcomes[outcome] += 1
             if outcome != "unchanged" and next_run != schedule.next_run:
                 next_runs.append((schedule.schedule_id, next_run))
-        self.daemon.store.set_next_runs(next_runs)
+        if background:
+            threading.Thread(
+                target=self._write_next_runs,
+                args=(next_runs,),
+                name="next-run-writer",
+                daemon=True,
+            ).start()
+        else:
+            self.daemon.store.set_next_runs(next_runs)
         self.daemon.metrics.schedules_loaded.set(self.count)
         return outcomes
 
-    def apply(self, schedule: Schedule) -> str:
-        """Bring one row into the scheduler; returns what happened to it."""
-        return next(iter(self.apply_many([schedule])))
+    def _write_next_runs(self, pairs: list[tuple[UUID, datetime | None]]) -> None:
+        try:
+            for start in range(0, len(pairs), NEXT_RUN_CHUNK):
+                self.daemon.store.set_next_runs(pairs[start : start + NEXT_RUN_CHUNK])
+        except (DatabaseUnavailable, DatabaseError) as exc:
+            # next_run is rewritten after every run; a gap here only delays what SELECT shows.
+            log.warning("schedule.next_run_write_failed", error=str(exc), pending=len(pairs))
 
     def remove(self, schedule_id: UUID) -> bool:
         with self._lock, self.daemon.scheduler._jobstores_lock:
@@ -90,7 +104,9 @@ class ScheduleLoader:
         self.daemon.metrics.schedules_loaded.set(self.count)
         return existed
 
-    def _apply(self, schedule: Schedule, *, catch_up: bool) -> tuple[str, datetime | None]:
+    def _apply(
+        self, schedule: Schedule, *, catch_up: bool, verbose: bool = True
+    ) -> tuple[str, datetime | None]:
         sid = schedule.schedule_id
         if not schedule.enabled:
             # next_run is cleared so that re-enabling later never "catches up" on the pause.
@@ -111,20 +127,16 @@ class ScheduleLoader:
                 return "invalid", None
             now = self.daemon.clock.now()
             grace = self.daemon.runner.grace_for(loaded)
-            if is_expired(loaded.spec, now, grace):
-                self._mark(
-                    schedule,
-                    "expired",
-                    "nothing left to fire (once in the past or "
-                    "end_date passed, beyond the misfire grace time)",
-                )
-                self.remove(sid)
-                return "expired", None
             if catch_up:
                 self._catch_up(loaded, now, grace)
             first = self._first_fire(loaded, current, now, grace)
             if first is None:
-                self._mark(schedule, "expired", "nothing left to fire")
+                self._mark(
+                    schedule,
+                    "expired",
+                    "nothing left to fire (once in the past or end_date passed, beyond the "
+                    "misfire grace time)",
+                )
                 self.remove(sid)
                 return "expired", None
             if schedule.last_status in ("invalid", "expired"):
@@ -144,13 +156,13 @@ class ScheduleLoader:
             with self.daemon.scheduler._jobstores_lock:
                 self.daemon.job_store.put_job(job)
             self.daemon.scheduler.wakeup()
-        # Debug: at 100,000 schedules a line each would dominate start-up; passes log a summary.
-        log.debug(
-            "schedule.loaded" if current is None else "schedule.updated",
-            schedule_id=str(sid),
-            frequency=schedule.frequency,
-            next_run=first.isoformat(),
-        )
+        if verbose:  # a bulk load logs one summary instead (a line each would dominate it)
+            log.info(
+                "schedule.loaded" if current is None else "schedule.updated",
+                schedule_id=str(sid),
+                frequency=schedule.frequency,
+                next_run=first.isoformat(),
+            )
         return ("added" if current is None else "updated"), first
 
     def _first_fire(

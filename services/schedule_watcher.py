@@ -78,8 +78,8 @@ class ScheduleWatcher:
         so a change committed during the load is seen by the first incremental pass."""
         started = time.monotonic()
         self._watermark = self.db.fetch_value(_SQL["current_xmin"])
-        rows = [Schedule.from_row(r) for r in self.db.fetch_all("SELECT * FROM schedules")]
-        outcomes = self._apply(rows, catch_up=True)
+        rows = [Schedule(**r) for r in self.db.fetch_all(_SQL["all_schedules"])]
+        outcomes = self._apply(rows, catch_up=True, background=True)
         self._record_pass("initial", started, outcomes, len(rows))
         return outcomes
 
@@ -199,8 +199,10 @@ class ScheduleWatcher:
                     outcomes["removed"] += 1
         return outcomes
 
-    def _apply(self, rows: list[Schedule], *, catch_up: bool = False) -> Counter[str]:
-        outcomes = self.loader.apply_many(rows, catch_up=catch_up)
+    def _apply(
+        self, rows: list[Schedule], *, catch_up: bool = False, background: bool = False
+    ) -> Counter[str]:
+        outcomes = self.loader.apply_many(rows, catch_up=catch_up, background=background)
         for row in rows:
             self._applied[row.schedule_id] = row.config_hash
         return outcomes

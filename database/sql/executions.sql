@@ -98,10 +98,6 @@ WHERE schedule_id = %(schedule_id)s
   AND (last_status IS DISTINCT FROM %(status)s OR last_error IS DISTINCT FROM %(error)s
        OR next_run IS NOT NULL);
 
--- name: load_enabled_schedules
--- Every enabled schedule (start-up load until the watcher takes over).
-SELECT * FROM schedules WHERE enabled ORDER BY schedule_id;
-
 -- name: get_profile_settings
 -- A scan profile's settings, merged under a job's payload.
 SELECT settings FROM scan_profiles WHERE profile_id = %(profile_id)s;

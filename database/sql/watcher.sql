@@ -14,6 +14,13 @@ SELECT DISTINCT schedule_id FROM schedule_tombstones WHERE deleted_xid >= %(sinc
 -- The watermark to start from: the oldest transaction open right now.
 SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin;
 
+-- name: all_schedules
+-- The start-up load: every schedule, exactly the columns of the Schedule record.
+SELECT schedule_id, domain_config_id, domain, frequency, time_config, enabled, name, profile_id,
+       job_type, payload, source, next_run, last_run, last_status, last_error, config_hash,
+       created_at, updated_at
+FROM schedules;
+
 -- name: all_hashes
 -- The safety pass: every schedule's id, configuration hash and enabled flag.
 SELECT schedule_id, config_hash, enabled FROM schedules;

@@ -45,8 +45,12 @@ def translate_error(exc: Exception, target: str) -> Exception:
         return DatabaseUnavailable(
             f"PostgreSQL at {target} is unreachable (no connection available)"
         )
-    if isinstance(exc, psycopg.OperationalError) and not isinstance(
-        exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+    # Unreachable means no server or a lost connection (SQLSTATE class 08, an admin shutdown,
+    # or none at all); a deadlock or a cancelled query is an OperationalError too, but the server
+    # is there.
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, psycopg.OperationalError) and (
+        sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
     ):
         return DatabaseUnavailable(f"PostgreSQL at {target} is unreachable: {_first_line(exc)}")
     if isinstance(exc, psycopg.Error):

@@ -90,12 +90,21 @@ class ScheduleLoader:
         return outcomes
 
     def _write_next_runs(self, pairs: list[tuple[UUID, datetime | None]]) -> None:
-        try:
-            for start in range(0, len(pairs), NEXT_RUN_CHUNK):
-                self.daemon.store.set_next_runs(pairs[start : start + NEXT_RUN_CHUNK])
-        except (DatabaseUnavailable, DatabaseError) as exc:
-            # next_run is rewritten after every run; a gap here only delays what SELECT shows.
-            log.warning("schedule.next_run_write_failed", error=str(exc), pending=len(pairs))
+        pairs.sort(key=lambda pair: pair[0])  # one lock order, fewer deadlocks with bulk edits
+        for start in range(0, len(pairs), NEXT_RUN_CHUNK):
+            chunk = pairs[start : start + NEXT_RUN_CHUNK]
+            for attempt in range(3):
+                try:
+                    self.daemon.store.set_next_runs(chunk)
+                    break
+                except (DatabaseUnavailable, DatabaseError) as exc:
+                    # next_run is rewritten after every run: a gap only delays what it shows.
+                    log.warning(
+                        "schedule.next_run_write_failed",
+                        error=str(exc),
+                        attempt=attempt + 1,
+                        rows=len(chunk),
+                    )
 
     def remove(self, schedule_id: UUID) -> bool:
         with self._lock, self.daemon.scheduler._jobstores_lock:

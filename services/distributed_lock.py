@@ -5,7 +5,7 @@ that extend and delete the key only while it still holds our token. This module 
 thread per held lock, loss detection, typed errors and the process-wide client.
 
 Timing rule: a Redis call can block for up to ``socket_timeout * (retries + 1)`` when Redis hangs,
-and the renewal thread cannot notice the deadline while blocked. Keep that product well below
+and a renewal cannot notice the deadline while blocked. Keep that product well below
 ``ttl / 3``, or loss of a lock on a hung Redis is reported late (``get_redis_client`` derives its
 socket timeout from LOCK_TIMEOUT for this reason).
 """
@@ -26,6 +26,7 @@ from redis.lock import Lock
 from redis.retry import Retry
 
 from services.errors import LockUnavailable, SchedulerError
+from services.timer_thread import TimerHandle, shared_timer
 
 __all__ = [
     "LOCK_KEY_PREFIX",
@@ -48,7 +49,6 @@ CLIENT_RETRIES = 1
 _ACQUIRE_POLL_S = 0.05  # between attempts of a bounded wait
 _RETRY_FIRST_S = 0.05  # first pause after a failed extension; doubles up to _RETRY_MAX_S
 _RETRY_MAX_S = 0.5
-_JOIN_TIMEOUT_S = 2.0  # release() waits this long for the renewal thread to finish
 
 
 def schedule_lock_key(schedule_id: object, prefix: str = "") -> str:
@@ -143,7 +143,7 @@ class DistributedLock:
 
     The lock is lost when an extension finds the key gone or holding another token, or when Redis
     stays unreachable until the TTL of the last successful extension would run out. Then ``lost``
-    is set, ``on_lost(lock)`` is called from the renewal thread, and renewal stops. An object is
+    is set, ``on_lost(lock)`` is called from the timer thread, and renewal stops. An object is
     acquired at most once: its token names one acquisition.
     """
 
@@ -173,14 +173,15 @@ class DistributedLock:
         self._on_lost = on_lost
         self._renew = renew
         self._renew_interval = interval
-        # thread_local=False: the renewal thread extends with the token the caller's thread set.
+        # thread_local=False: the timer thread extends with the token the caller's thread set.
         self._lock = _TokenLock(redis, key, timeout=self.ttl, blocking=False, thread_local=False)
         self._state = threading.Lock()  # guards the acquired/released/lost transitions
         self._acquired = False
         self._released = False
         self._valid_until = 0.0  # monotonic: when the key expires at the latest, per our last write
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._renewal: TimerHandle | None = None
+        self._failures = 0
 
     def __repr__(self) -> str:
         return f"DistributedLock(key={self.key!r}, token={self.token!r}, held={self.held})"
@@ -221,10 +222,7 @@ class DistributedLock:
             self._valid_until = attempt_at + self.ttl
         log.debug("lock.acquired", key=self.key, token=self.token, ttl=self.ttl)
         if self._renew:
-            self._thread = threading.Thread(
-                target=self._renew_loop, name=f"lock-renew:{self.key}", daemon=True
-            )
-            self._thread.start()
+            self._schedule_renewal(attempt_at + self._renew_interval)
         return True
 
     def holder(self) -> str | None:
@@ -249,13 +247,14 @@ class DistributedLock:
             self._released = True
             was_lost = self.lost.is_set()
         self._stop.set()
-        self._join_renewal()
+        if self._renewal is not None:
+            self._renewal.cancel()
         if was_lost:
             return False
         try:
             self._lock.release()
         except LockNotOwnedError:
-            # Expired or taken over before the renewal thread noticed (or renew=False).
+            # Expired or taken over before a renewal noticed (or renew=False).
             log.warning("lock.release_not_owned", key=self.key, token=self.token)
             return False
         except (LockError, RedisError) as exc:
@@ -283,53 +282,53 @@ class DistributedLock:
     ) -> None:
         self.release()
 
-    def _join_renewal(self) -> None:
-        thread = self._thread
-        # on_lost may call release() from the renewal thread itself, which cannot join itself.
-        if thread is None or thread is threading.current_thread():
-            return
-        thread.join(_JOIN_TIMEOUT_S)
-        if thread.is_alive():
-            # Blocked in a Redis call; it exits as soon as the call returns, since _stop is set.
-            log.warning("lock.renew_thread_slow", key=self.key, token=self.token)
+    # Renewal runs as steps on the shared timer thread (a thread per lock cost more than a short
+    # run itself); each step extends once and schedules the next.
 
-    def _renew_loop(self) -> None:
+    def _schedule_renewal(self, at: float) -> None:
+        self._renewal = shared_timer().call_at(at, self._renew_step_safely)
+
+    def _renew_step_safely(self) -> None:
         try:
-            self._renew_until_stopped()
-        except Exception as exc:  # a dead renewal thread means a lock that silently expires
+            next_at = self._renew_step()
+        except Exception as exc:  # a renewal that stops silently means a lock that expires
             log.exception("lock.renew_crashed", key=self.key, token=self.token)
-            self._mark_lost(f"renewal thread crashed: {exc!r}")
+            self._mark_lost(f"renewal crashed: {exc!r}")
+            return
+        if next_at is not None and not self._stop.is_set():
+            self._schedule_renewal(next_at)
 
-    def _renew_until_stopped(self) -> None:
-        failures = 0
-        next_at = self._valid_until - self.ttl + self._renew_interval
-        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
-            attempt_at = time.monotonic()
-            if attempt_at >= self._valid_until:
-                self._mark_lost(f"not renewed within its ttl of {self.ttl}s ({failures} failures)")
-                return
-            try:
-                self._lock.extend(self.ttl, replace_ttl=True)
-            except LockNotOwnedError:
-                self._mark_lost("key expired or taken by another token")
-                return
-            except Exception as exc:  # outage or any other failure: retry until the TTL runs out
-                if self._stop.is_set():
-                    return
-                if failures == 0:
-                    log.warning(
-                        "lock.renew_failed", key=self.key, token=self.token, error=repr(exc)
-                    )
-                delay = min(_RETRY_FIRST_S * 2**failures, _RETRY_MAX_S)
-                failures += 1
-                next_at = min(time.monotonic() + delay, self._valid_until)
-                continue
-            with self._state:
-                self._valid_until = attempt_at + self.ttl
-            if failures:
-                log.info("lock.renew_recovered", key=self.key, token=self.token, failures=failures)
-                failures = 0
-            next_at = attempt_at + self._renew_interval
+    def _renew_step(self) -> float | None:
+        """Extend once; the time of the next step, or None when renewal is over."""
+        if self._stop.is_set():
+            return None
+        attempt_at = time.monotonic()
+        if attempt_at >= self._valid_until:
+            self._mark_lost(
+                f"not renewed within its ttl of {self.ttl}s ({self._failures} failures)"
+            )
+            return None
+        try:
+            self._lock.extend(self.ttl, replace_ttl=True)
+        except LockNotOwnedError:
+            self._mark_lost("key expired or taken by another token")
+            return None
+        except Exception as exc:  # outage or any other failure: retry until the TTL runs out
+            if self._stop.is_set():
+                return None
+            if self._failures == 0:
+                log.warning("lock.renew_failed", key=self.key, token=self.token, error=repr(exc))
+            delay: float = min(_RETRY_FIRST_S * 2**self._failures, _RETRY_MAX_S)
+            self._failures += 1
+            return min(time.monotonic() + delay, self._valid_until)
+        with self._state:
+            self._valid_until = attempt_at + self.ttl
+        if self._failures:
+            log.info(
+                "lock.renew_recovered", key=self.key, token=self.token, failures=self._failures
+            )
+            self._failures = 0
+        return attempt_at + self._renew_interval
 
     def _mark_lost(self, reason: str) -> None:
         with self._state:

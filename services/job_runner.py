@@ -27,6 +27,7 @@ from services.models import ExecutionStatus, JobType, RunTrigger
 from services.records import Schedule
 from services.retry import RetryPolicy
 from services.time_config import ScheduleSpec
+from services.timer_thread import shared_timer
 from services.triggers import next_fire_time
 
 log = get_logger(__name__)
@@ -296,9 +297,7 @@ class JobRunner:
         # thread and can only be told (through its cancel event) once its time is up.
         backstop = None
         if (schedule.job_type or self.default_job_type) == JobType.PYTHON:
-            backstop = threading.Timer(timeout + 1.0, active.cancel, args=("timeout",))
-            backstop.daemon = True
-            backstop.start()
+            backstop = shared_timer().call_later(timeout + 1.0, lambda: active.cancel("timeout"))
         started = self.clock.monotonic()
         self.metrics.fire_lateness.observe(
             max(0.0, (claim.started_at - occ.due_at).total_seconds())

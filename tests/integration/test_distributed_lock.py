@@ -28,6 +28,7 @@ from services.distributed_lock import (
     schedule_lock_key,
 )
 from services.errors import LockUnavailable
+from services.timer_thread import TimerHandle, shared_timer
 from tests.support.redis_server import RedisServer, free_port
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -35,11 +36,17 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 FAST_TIMEOUT = 0.2
 
 
-def renew_threads(key: str | None = None) -> list[threading.Thread]:
+def renew_threads(key: str | None = None) -> list[TimerHandle]:
+    """Pending renewals of locks on `key`: steps scheduled on the shared timer thread."""
+    timer = shared_timer()
+    with timer._wake:
+        entries = list(timer._heap)
     return [
-        t
-        for t in threading.enumerate()
-        if t.name.startswith("lock-renew:") and (key is None or t.name == f"lock-renew:{key}")
+        handle
+        for _, _, handle, callback in entries
+        if not handle.cancelled
+        and isinstance(owner := getattr(callback, "__self__", None), DistributedLock)
+        and (key is None or owner.key == key)
     ]
 
 
@@ -105,7 +112,7 @@ def test_renewal_keeps_key_beyond_ttl(client: redis.Redis, key: str) -> None:
     lost: list[DistributedLock] = []
     lock = DistributedLock(client, key, ttl=1.0, instance_id="i1", on_lost=lost.append)
     assert lock.acquire()
-    assert [t.daemon for t in renew_threads(key)] == [True]
+    assert len(renew_threads(key)) == 1
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:  # checked all along, not only at the end
         assert client.get(key) == lock.token
@@ -136,7 +143,7 @@ def test_overwritten_key_is_detected_within_renew_interval(client: redis.Redis, 
     assert elapsed <= ttl / 3 + 0.3
     assert called == [lock]
     assert not lock.held
-    lost_logs = [e for e in logs if e["event"] == "lock.lost"]
+    lost_logs = [e for e in logs if e["event"] == "lock.lost" and e["token"] == lock.token]
     assert len(lost_logs) == 1
     assert lost_logs[0]["key"] == key and lost_logs[0]["token"] == lock.token
     assert lost_logs[0]["reason"]

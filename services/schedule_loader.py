@@ -77,6 +77,8 @@ class ScheduleLoader:
             outcomes[outcome] += 1
             if outcome != "unchanged" and next_run != schedule.next_run:
                 next_runs.append((schedule.schedule_id, next_run))
+        if outcomes.keys() - {"unchanged", "disabled"}:
+            self.daemon.scheduler.wakeup()  # once per batch: its next wake-up may be earlier now
         if background:
             threading.Thread(
                 target=self._write_next_runs,
@@ -164,7 +166,6 @@ class ScheduleLoader:
             # The scheduler's own lock: its loop must not interleave with this replacement.
             with self.daemon.scheduler._jobstores_lock:
                 self.daemon.job_store.put_job(job)
-            self.daemon.scheduler.wakeup()
         if verbose:  # a bulk load logs one summary instead (a line each would dominate it)
             log.info(
                 "schedule.loaded" if current is None else "schedule.updated",

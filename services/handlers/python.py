@@ -126,7 +126,7 @@ class PythonHandler:
         except (Exception, SystemExit) as exc:
             error = exc
         duration = time.monotonic() - started
-        ctx.log.info(
+        ctx.log.debug(
             "handler.python.finished",
             callable=spec,
             duration_s=round(duration, 3),

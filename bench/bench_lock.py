@@ -62,7 +62,7 @@ def run() -> list[dict[str, object]]:
             "n": 5000,
         },
         {
-            "figure": "lock acquire+release round trips, renewal thread on",
+            "figure": "lock acquire+release round trips, renewal on (shared timer)",
             "value": round(renewed, 1),
             "unit": "ops/s",
             "n": 2000,

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
         services db demo clean help
 
 help:
-	@echo "make run | test | test-unit | test-integration | lint | format | typecheck | bench | migrate | demo | clean"
+	@echo "make run | test | test-unit | test-integration | test-faults | lint | format | typecheck | bench | migrate | demo | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,10 @@ migrate: venv
 	$(PY) run_migrations.py
 
 test: venv services
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/faults
+
+test-faults: venv services
+	$(PY) -m pytest tests/faults
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

@@ -286,7 +286,7 @@ class DistributedLock:
     # run itself); each step extends once and schedules the next.
 
     def _schedule_renewal(self, at: float) -> None:
-        self._renewal = shared_timer().call_at(at, self._renew_step_safely)
+        self._renewal = shared_timer().call_at(at, self._renew_step_safely, owner=self)
 
     def _renew_step_safely(self) -> None:
         try:

@@ -38,15 +38,10 @@ FAST_TIMEOUT = 0.2
 
 def renew_threads(key: str | None = None) -> list[TimerHandle]:
     """Pending renewals of locks on `key`: steps scheduled on the shared timer thread."""
-    timer = shared_timer()
-    with timer._wake:
-        entries = list(timer._heap)
     return [
         handle
-        for _, _, handle, callback in entries
-        if not handle.cancelled
-        and isinstance(owner := getattr(callback, "__self__", None), DistributedLock)
-        and (key is None or owner.key == key)
+        for handle in shared_timer().pending_handles()
+        if isinstance(handle.owner, DistributedLock) and (key is None or handle.owner.key == key)
     ]
 
 

@@ -7,6 +7,7 @@ become `DatabaseError` keeping the violated constraint's name.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -15,9 +16,31 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from services.errors import DatabaseError, DatabaseUnavailable
+
+
+class UnreadableJson:
+    """Stands in for a json/jsonb value too deeply nested for Python's parser, so that one
+    hostile row becomes an invalid row instead of an error that fails a whole query."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<unreadable JSON: {self.reason}>"
+
+
+def _load_json(data: bytes | bytearray | memoryview | str) -> Any:
+    try:
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
+    except RecursionError:
+        return UnreadableJson("nested too deeply")
+
+
+set_json_loads(_load_json)
 
 Params = Mapping[str, Any] | Sequence[Any] | None
 FAST_CHECKOUT = 1.0  # seconds a job run's write waits for a pooled connection before checking

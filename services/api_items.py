@@ -56,7 +56,13 @@ def map_domain_config_id(value: str) -> tuple[UUID, bool]:
 def _unstorable(value: Any, where: str) -> str | None:
     """Why PostgreSQL's jsonb would refuse `value` (a NUL character, a non-finite number)."""
     if isinstance(value, str):
-        return f"{where} contains a NUL character" if "\x00" in value else None
+        if "\x00" in value:
+            return f"{where} contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate such as "\ud800": not valid UTF-8
+            return f"{where} contains a character that is not valid Unicode"
+        return None
     if isinstance(value, float) and not math.isfinite(value):
         return f"{where} holds a number out of range"
     if isinstance(value, dict):
@@ -75,8 +81,9 @@ def _unstorable(value: Any, where: str) -> str | None:
 def _storable_fast(*values: Any) -> bool:
     """True when jsonb surely accepts `values` (C-speed); False means: look closer."""
     try:
-        text = json.dumps(values, allow_nan=False)
-    except ValueError:
+        text = json.dumps(values, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")  # lone surrogates cannot be encoded, nor stored
+    except (ValueError, UnicodeEncodeError):
         return False
     return "\\u0000" not in text
 
@@ -122,8 +129,14 @@ def parse_item(raw: Any, *, default_timezone: str = "UTC") -> ApiItem:
     if not is_uuid:
         payload["external_id"] = external_id  # the mapped UUID alone cannot be traced back
     time_config = {**time_part, **options}
-    if not _storable_fast(payload, time_config):
-        problem = _unstorable(payload, "data") or _unstorable(time_config, "data.schedule")
+    columns = {key: data.get(key) for key in ("domain", "job_type")}
+    columns["schedule.frequency"] = schedule.get("frequency")
+    if not _storable_fast(payload, time_config, columns):
+        problem = (
+            _unstorable(payload, "data")
+            or _unstorable(time_config, "data.schedule")
+            or _unstorable(columns, "data")
+        )
         if problem:
             raise InvalidScheduleError(problem)
     config = validate_config(

@@ -52,6 +52,8 @@ class ScheduleLoader:
             return set(self._loaded)
 
     def parse(self, schedule: Schedule) -> LoadedSchedule:
+        if not isinstance(schedule.payload, dict):  # hand-made rows can hold anything
+            raise InvalidScheduleError(f"payload must be a JSON object, got {schedule.payload!r}")
         spec = parse_schedule(
             schedule.frequency,
             schedule.time_config,

@@ -57,7 +57,9 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
     elif len(domain) > MAX_DOMAIN_LENGTH or "\x00" in domain:
         errors.append(f"domain must be at most {MAX_DOMAIN_LENGTH} characters without NUL bytes")
     job_type = clean.get("job_type")
-    if job_type is not None and job_type not in {t.value for t in JobType}:
+    if job_type is not None and (
+        not isinstance(job_type, str) or job_type not in {t.value for t in JobType}
+    ):
         allowed = ", ".join(t.value for t in JobType)
         errors.append(f"job_type {job_type!r} is not one of: {allowed} (or NULL for the default)")
     if not isinstance(clean.get("payload", {}), dict):

@@ -167,9 +167,15 @@ class _Reader:
                 f"time_config.{key} must be an ISO 8601 date-time, got {_got(value)}"
             )
             return None
-        if parsed.tzinfo is None:
-            return resolve_wall(parsed, self.zone)
-        return parsed.astimezone(UTC)
+        try:
+            if parsed.tzinfo is None:
+                return resolve_wall(parsed, self.zone)
+            return parsed.astimezone(UTC)
+        except (OverflowError, ValueError):  # e.g. 0001-01-01T00:00:00+14:00 is before year 1
+            self.problems.append(
+                f"time_config.{key} {value!r} is out of the supported range of dates"
+            )
+            return None
 
     def hour_minute(self) -> tuple[int | None, int | None]:
         hour = self.integer("hour", 0, 23) if self.required("hour") else None

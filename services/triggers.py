@@ -86,7 +86,7 @@ def next_fire_time(spec: ScheduleSpec, after: datetime | None, now: datetime) ->
     bound = _utc(after, "after") if after is not None else _utc(now, "now") - _TICK
     try:
         return _first_fire_after(spec, bound)
-    except OverflowError:  # beyond datetime's year 9999
+    except (OverflowError, ValueError):  # beyond datetime's year 9999 (croniter: ValueError)
         return None
 
 

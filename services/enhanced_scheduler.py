@@ -59,6 +59,7 @@ from services.schedule_watcher import ScheduleWatcher
 from services.sd_notify import sd_notify
 from services.service_thread import ServiceThread
 from services.startup import StartupError, check_migrations, wait_for_services
+from services.timer_thread import shared_timer
 
 log = get_logger(__name__)
 PRUNE_PERIOD_MS = 24 * 3600 * 1000
@@ -133,6 +134,7 @@ class EnhancedScheduler:
             key_prefix=s.redis_key_prefix,
             schedule_retry=self._schedule_retry,
             park=self._park,
+            recheck=self._recheck_later,
         )
         self._parked: list[Occurrence] = []
         self._parked_lock = threading.Lock()
@@ -424,6 +426,29 @@ class EnhancedScheduler:
                 self._parked.append(occ)
                 return
         self.runner.skip(occ, "PostgreSQL unreachable and too many occurrences waiting", "database")
+
+    def _recheck_later(self, occ: Occurrence, delay: float) -> None:
+        shared_timer().call_later(delay, functools.partial(self._recheck_submit, occ))
+
+    def _recheck_submit(self, occ: Occurrence) -> None:
+        if not self.stop_event.is_set():
+            self.executor.run_now(functools.partial(self._recheck, occ))
+
+    def _recheck(self, occ: Occurrence) -> None:
+        """An occurrence another instance held: run it (or record it skipped, if now too late)
+        unless that instance got as far as claiming it."""
+        try:
+            if self.store.occurrence_exists(occ.key()):
+                return
+        except (DatabaseUnavailable, DatabaseError):
+            pass  # the run below parks it until PostgreSQL returns
+        log.warning(
+            "run.recheck_unclaimed",
+            schedule_id=str(occ.loaded.schedule_id),
+            scheduled_for=occ.scheduled_for.isoformat(),
+            attempt=occ.attempt,
+        )
+        self.runner.run(occ)
 
     def _flush_results(self) -> None:
         """Every second: write results that waited for PostgreSQL, then release the occurrences

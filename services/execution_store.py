@@ -154,6 +154,10 @@ class ExecutionStore:
         assert row is not None
         return row["execution_written"] == 1, row["schedule_written"] == 1
 
+    def occurrence_exists(self, key: OccurrenceKey) -> bool:
+        row = self.db.fetch_one(_SQL["occurrence_exists"], self._key_params(key))
+        return bool(row and row["found"])
+
     def abandon(self, execution_id: UUID, reason: str) -> bool:
         written, row = self._write(
             "abandon_execution", {"execution_id": execution_id, "reason": reason}

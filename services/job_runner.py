@@ -117,6 +117,7 @@ class JobRunner:
         key_prefix: str = "",
         schedule_retry: Callable[[Occurrence, datetime], None] | None = None,
         park: Callable[[Occurrence], None] | None = None,
+        recheck: Callable[[Occurrence, float], None] | None = None,
     ) -> None:
         self.store = store
         self.redis = redis_client
@@ -132,6 +133,7 @@ class JobRunner:
         self.key_prefix = key_prefix
         self.schedule_retry = schedule_retry
         self.park = park
+        self.recheck = recheck
         self._active: dict[UUID, ActiveRun] = {}
         self._active_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -200,6 +202,10 @@ class JobRunner:
         )
         try:
             if not self._acquire(lock, occ):
+                # Another instance holds this very occurrence. Should it die before claiming
+                # it, the occurrence would vanish: look again once its lock must have expired.
+                if self.recheck is not None:
+                    self.recheck(occ, self.lock_ttl + 1.0)
                 return RunReport(None, "conflict", "lock held for this occurrence")
         except _Skip as skip:
             return self.skip(occ, skip.reason, skip.kind)

@@ -106,3 +106,11 @@ SELECT settings FROM scan_profiles WHERE profile_id = %(profile_id)s;
 -- A fixed row loses its 'invalid'/'expired' mark.
 UPDATE schedules SET last_status = NULL, last_error = NULL
 WHERE schedule_id = %(schedule_id)s AND last_status IN ('invalid', 'expired');
+
+-- name: occurrence_exists
+-- Whether (schedule, occurrence, attempt) has a row, whatever its status.
+SELECT EXISTS (
+    SELECT 1 FROM job_executions
+    WHERE schedule_id = %(schedule_id)s AND scheduled_for = %(scheduled_for)s
+      AND attempt = %(attempt)s
+) AS found;

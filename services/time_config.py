@@ -22,6 +22,8 @@ interval <= 10 years; cron searches give up after 50 years without a match (serv
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 from collections.abc import Callable
@@ -392,10 +394,50 @@ def parse_schedule(
     created_at: datetime | None = None,
 ) -> ScheduleSpec:
     """The ScheduleSpec of a row; InvalidScheduleError lists every problem, joined by '; '."""
-    spec, problems = _read(frequency, time_config, default_timezone, schedule_id, created_at)
+    key = _cache_key(frequency, time_config)
+    if key is None:
+        spec, problems = _read(frequency, time_config, default_timezone, schedule_id, created_at)
+    else:
+        # Many rows share a configuration (every "daily at 02:00"): parse each one once and
+        # give each row its own id and phase anchor.
+        template, cached_problems = _read_cached(key[0], key[1], default_timezone)
+        problems = list(cached_problems)
+        spec = None
+        if template is not None:
+            spec = dataclasses.replace(
+                template,
+                schedule_id="" if schedule_id is None else str(schedule_id),
+                anchor=template.start_date or _anchor_of(created_at),
+            )
     if spec is None:
         raise InvalidScheduleError("; ".join(problems))
     return spec
+
+
+def _cache_key(frequency: object, time_config: object) -> tuple[str, str] | None:
+    if not isinstance(frequency, str) or not isinstance(time_config, dict):
+        return None
+    try:
+        return frequency, json.dumps(time_config)  # key order kept: messages follow it
+    except (TypeError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=65_536)
+def _read_cached(
+    frequency: str, config_json: str, default_timezone: str
+) -> tuple[ScheduleSpec | None, tuple[str, ...]]:
+    spec, problems = _read(frequency, json.loads(config_json), default_timezone, "", None)
+    return spec, tuple(problems)
+
+
+def _anchor_of(created_at: datetime | None) -> datetime | None:
+    """An interval's phase without start_date: its row's creation, to the whole second."""
+    if created_at is None:
+        return None
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)  # timestamptz columns are UTC
+    return created_at.astimezone(UTC).replace(microsecond=0)
 
 
 def validate_schedule(

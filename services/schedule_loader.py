@@ -101,7 +101,7 @@ class ScheduleLoader:
                 try:
                     self.daemon.store.set_next_runs(chunk)
                     break
-                except (DatabaseUnavailable, DatabaseError) as exc:
+                except Exception as exc:  # e.g. the pool closed by a shutdown meanwhile
                     # next_run is rewritten after every run: a gap only delays what it shows.
                     log.warning(
                         "schedule.next_run_write_failed",

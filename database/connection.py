@@ -108,13 +108,6 @@ class Session:
         row = self.fetch_one(query, params)
         return None if row is None else next(iter(row.values()))
 
-    def execute_many(self, query: str, params_seq: Sequence[Params]) -> None:
-        try:
-            with self.conn.cursor() as cur:
-                cur.executemany(query, params_seq)  # type: ignore[arg-type]
-        except psycopg.Error as exc:
-            raise translate_error(exc, self._target) from exc
-
     @contextmanager
     def _cursor(self, query: str, params: Params) -> Iterator[psycopg.Cursor[Row]]:
         try:
@@ -248,7 +241,7 @@ class DatabaseConnection:
     def close(self) -> None:
         with self._open_lock:
             if self._opened:
-                self._pool.close()
+                self._pool.close(timeout=1.0)  # don't wait long on workers stuck connecting
                 self._opened = False
 
 

@@ -288,11 +288,22 @@ class EnhancedScheduler:
                 run.lock.release()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        # One deadline for all side threads (not one each): a dead PostgreSQL must not add up
+        # to many seconds of joins past SHUTDOWN_TIMEOUT.
+        join_by = time.monotonic() + 2.0
         for thread in self.threads:
             thread.poke()
-            thread.join(2.0)
-        self.watcher.join(2.0)
-        self._flush_results()
+        for thread in self.threads:
+            thread.join(max(0.0, join_by - time.monotonic()))
+        self.watcher.join(max(0.0, join_by - time.monotonic()))
+        if self.store.pending_count and not self.store.database_down:
+            self.store.flush_pending()
+        if self.store.pending_count:
+            log.error(
+                "scheduler.results_unwritten",
+                count=self.store.pending_count,
+                reason="PostgreSQL unreachable at shutdown",
+            )
         self.heartbeat.remove()
         if self.health is not None:
             self.health.stop()

@@ -14,10 +14,6 @@ class ExecutionStatus(StrEnum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
 
-    @property
-    def is_final(self) -> bool:
-        return self is not ExecutionStatus.RUNNING
-
 
 class RunTrigger(StrEnum):
     SCHEDULE = "schedule"

@@ -44,7 +44,3 @@ LIMIT %(limit)s;
 -- name: list_invalid
 -- Rows the daemon marked invalid, with the reason.
 SELECT * FROM schedules WHERE last_status = 'invalid' ORDER BY created_at, schedule_id;
-
--- name: get_profile_settings
--- A scan profile's settings, merged into a job's payload.
-SELECT settings FROM scan_profiles WHERE profile_id = %(profile_id)s;

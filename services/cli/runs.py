@@ -108,10 +108,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_status)
 
 
-def _execution_dict(execution: Execution) -> dict[str, Any]:
-    return execution.to_dict()
-
-
 def live_instances() -> list[dict[str, Any]]:
     """Instances whose heartbeat key exists, with the summary each keeps beside it."""
     client = redis_client()
@@ -189,7 +185,7 @@ def _wait_for_request(
 
 
 def _print_execution(args: argparse.Namespace, execution: Execution) -> int:
-    record = _execution_dict(execution)
+    record = execution.to_dict()
     if args.json:
         print_json(record)
     else:
@@ -219,7 +215,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             f"(its instance {execution.instance_id} may be unreachable)"
         )
     if args.json:
-        print_json(_execution_dict(current))
+        print_json(current.to_dict())
     else:
         print(f"execution {args.execution_id} ended {current.status}")
     return EXIT_OK
@@ -230,7 +226,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         schedule_id=args.schedule_id, status=args.status, hours=args.hours, limit=args.limit
     )
     if args.json:
-        print_json([_execution_dict(r) for r in rows])
+        print_json([r.to_dict() for r in rows])
     else:
         print_table([r.to_dict() for r in rows], HISTORY_COLUMNS)
     return EXIT_OK
@@ -272,7 +268,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
     except redis.RedisError as exc:
         problems.append(f"redis: {exc}")
-    running = [_execution_dict(e) for e in history().get_running_executions()]
+    running = [e.to_dict() for e in history().get_running_executions()]
     due = database().fetch_all(_STATUS_SQL["next_due"], {"limit": 10})
     report = {
         "instances": instances,

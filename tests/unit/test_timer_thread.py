@@ -34,7 +34,9 @@ def test_a_cancelled_call_keeps_nothing_alive_and_the_thread_exits_when_idle() -
     assert ref() is None  # the far-future entry no longer holds its callback
     wait_until(
         lambda: not any(t.name == "t-idle" for t in threading.enumerate()),
-        IDLE_EXIT + 2, 0.02, "idle timer thread exits",
+        IDLE_EXIT + 2,
+        0.02,
+        "idle timer thread exits",
     )
     fired = threading.Event()
     timer.call_later(0.01, fired.set)  # and comes back when needed

@@ -230,8 +230,8 @@ class DatabaseConnection:
         with self.session(fast=fast) as session:
             return session.fetch_one(query, params)
 
-    def fetch_all(self, query: str, params: Params = None) -> list[Row]:
-        with self.session() as session:
+    def fetch_all(self, query: str, params: Params = None, *, fast: bool = False) -> list[Row]:
+        with self.session(fast=fast) as session:
             return session.fetch_all(query, params)
 
     def fetch_value(self, query: str, params: Params = None) -> Any:

@@ -1,6 +1,6 @@
 """Named SQL: each `database/sql/<module>.sql` holds blocks of
 
-    -- name: claim_occurrence
+    -- name: claim_occurrences
     -- One line saying what it does.
     INSERT INTO ... %(param)s ...;
 

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from database.connection import DatabaseConnection
 from database.queries import load_queries
 from services.errors import DatabaseError, DatabaseUnavailable
+from services.group_commit import GroupCommit
 from services.logging import get_logger
 
 _SQL = load_queries("executions")
@@ -65,6 +66,28 @@ def _json(value: dict[str, Any] | None) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
 
+def _finish_params(results: Sequence[FinalResult]) -> dict[str, Any]:
+    # One JSON parameter for the whole batch: far cheaper to send than a column per array.
+    return {
+        "outcomes": Jsonb(
+            [
+                {
+                    "execution_id": str(r.execution_id),
+                    "fencing_token": r.fencing_token,
+                    "status": r.status,
+                    "duration_seconds": r.duration_seconds,
+                    "scan_id": None if r.scan_id is None else str(r.scan_id),
+                    "error_message": r.error_message,
+                    "error_details": r.error_details,
+                    "metadata": r.metadata,
+                    "next_run": None if r.next_run is None else r.next_run.isoformat(),
+                }
+                for r in results
+            ]
+        )
+    }
+
+
 class ExecutionStore:
     def __init__(self, db: DatabaseConnection, instance_id: str) -> None:
         self.db = db
@@ -73,6 +96,12 @@ class ExecutionStore:
         self._pending_lock = threading.Lock()
         self.on_pending_change: Callable[[int], None] = lambda _count: None
         self._down_since: float | None = None
+        self._claims: GroupCommit[tuple[OccurrenceKey, UUID], Claim | None] = GroupCommit(
+            self._claim_batch
+        )
+        self._finishes: GroupCommit[FinalResult, tuple[bool, bool]] = GroupCommit(
+            self._finish_batch
+        )
 
     # -- claims and records ----------------------------------------------------------------
 
@@ -102,21 +131,62 @@ class ExecutionStore:
 
     def claim(self, key: OccurrenceKey, execution_id: UUID) -> Claim | None:
         """Claim the occurrence for `execution_id`; None when another run has it.
-        DatabaseUnavailable at once while PostgreSQL is known to be down."""
+        DatabaseUnavailable at once while PostgreSQL is known to be down. Claims made at the same
+        moment by several workers go to PostgreSQL together, as one statement."""
         if self.database_down:
             raise DatabaseUnavailable("PostgreSQL is unreachable (waiting for it to return)")
         try:
-            row = self.db.fetch_one(
-                _SQL["claim_occurrence"],
-                {**self._key_params(key), "execution_id": execution_id},
-                fast=True,
-            )
+            return self._claims.submit((key, execution_id))
         except DatabaseUnavailable:
             self._mark_down()
             raise
-        if row is None:
-            return None
-        return Claim(row["execution_id"], row["fencing_token"], row["started_at"])
+
+    def _claim_batch(
+        self, requests: Sequence[tuple[OccurrenceKey, UUID]]
+    ) -> list[Claim | BaseException | None]:
+        unique: dict[tuple[UUID, datetime, int], tuple[OccurrenceKey, UUID]] = {}
+        for key, execution_id in requests:
+            # Two claims of one occurrence in one statement would be an error: the second loses.
+            occurrence = (key.schedule_id, key.scheduled_for, key.attempt)
+            unique.setdefault(occurrence, (key, execution_id))
+        try:
+            rows = self.db.fetch_all(
+                _SQL["claim_occurrences"], self._claim_params(list(unique.values())), fast=True
+            )
+        except DatabaseError:
+            if len(requests) == 1:
+                raise
+            # One claim the database refuses (its schedule was deleted a moment ago, say) must
+            # not fail the others: each is tried alone.
+            return [self._claim_alone(request) for request in requests]
+        claims = {
+            row["execution_id"]: Claim(row["execution_id"], row["fencing_token"], row["started_at"])
+            for row in rows
+        }
+        return [claims.get(execution_id) for _key, execution_id in requests]
+
+    def _claim_alone(self, request: tuple[OccurrenceKey, UUID]) -> Claim | BaseException | None:
+        try:
+            (answer,) = self._claim_batch([request])
+        except (DatabaseError, DatabaseUnavailable) as exc:
+            return exc
+        return answer
+
+    def _claim_params(self, requests: Sequence[tuple[OccurrenceKey, UUID]]) -> dict[str, Any]:
+        claims = [
+            {
+                "execution_id": str(execution_id),
+                "schedule_id": str(key.schedule_id),
+                "job_id": key.job_id,
+                "domain": key.domain,
+                "domain_config_id": str(key.domain_config_id),
+                "scheduled_for": key.scheduled_for.isoformat(),
+                "attempt": key.attempt,
+                "trigger": key.trigger,
+            }
+            for key, execution_id in requests
+        ]
+        return {"claims": Jsonb(claims), "instance_id": self.instance_id}
 
     def record_skipped(
         self, key: OccurrenceKey, reason: str, details: dict[str, Any] | None = None
@@ -136,23 +206,37 @@ class ExecutionStore:
 
     def finish(self, result: FinalResult) -> tuple[bool, bool]:
         """Write a run's outcome; (row written, schedule's last_* written). Deferred when
-        PostgreSQL is unreachable: then (True, True) is assumed and the write happens later."""
-        params = {
-            "execution_id": result.execution_id,
-            "fencing_token": result.fencing_token,
-            "status": result.status,
-            "duration_seconds": result.duration_seconds,
-            "error_message": result.error_message,
-            "error_details": _json(result.error_details),
-            "metadata": _json(result.metadata),
-            "scan_id": result.scan_id,
-            "next_run": result.next_run,
+        PostgreSQL is unreachable: then (True, True) is assumed and the write happens later.
+        Outcomes finished at the same moment go to PostgreSQL together, as one statement."""
+        if not self.database_down:
+            try:
+                return self._finishes.submit(result)
+            except DatabaseUnavailable:
+                self._mark_down()
+        self._defer("finish_executions", _finish_params([result]))
+        return True, True
+
+    def _finish_batch(
+        self, results: Sequence[FinalResult]
+    ) -> list[tuple[bool, bool] | BaseException]:
+        try:
+            rows = self.db.fetch_all(_SQL["finish_executions"], _finish_params(results), fast=True)
+        except DatabaseError:
+            if len(results) == 1:
+                raise
+            return [self._finish_alone(result) for result in results]
+        written = {
+            row["execution_id"]: (bool(row["execution_written"]), bool(row["schedule_written"]))
+            for row in rows
         }
-        written, row = self._write("finish_execution", params)
-        if not written:
-            return True, True
-        assert row is not None
-        return row["execution_written"] == 1, row["schedule_written"] == 1
+        return [written.get(result.execution_id, (False, False)) for result in results]
+
+    def _finish_alone(self, result: FinalResult) -> tuple[bool, bool] | BaseException:
+        try:
+            (answer,) = self._finish_batch([result])
+        except (DatabaseError, DatabaseUnavailable) as exc:
+            return exc
+        return answer
 
     def occurrence_exists(self, key: OccurrenceKey) -> bool:
         row = self.db.fetch_one(_SQL["occurrence_exists"], self._key_params(key))

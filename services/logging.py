@@ -78,7 +78,7 @@ def configure_logging(
     console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_instance_id,
         structlog.processors.format_exc_info,
@@ -89,16 +89,17 @@ def configure_logging(
         if console
         else structlog.processors.JSONRenderer(default=str)
     )
+    # Our own events are filtered by level before any work and written straight to the stream
+    # (a run logs on the hot path; the stdlib round trip cost more than the rest of its logging).
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        # Not cached: a later configure_logging (the CLI, tests, benchmarks) must reach loggers
+        # already used; a run binds its own logger once, so this costs little on the hot path.
+        cache_logger_on_first_use=False,
     )
+    # Other libraries' stdlib records (APScheduler, psycopg_pool) get the same processors.
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

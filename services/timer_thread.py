@@ -50,13 +50,16 @@ class TimerThread:
         """Call `callback` at time.monotonic() >= due (soon after), unless cancelled first."""
         handle = TimerHandle(callback, owner)
         with self._wake:
-            heapq.heappush(self._heap, (due, next(self._sequence), handle))
-            if len(self._heap) > 1024 and len(self._heap) > 2 * self.pending():
+            sequence = next(self._sequence)
+            heapq.heappush(self._heap, (due, sequence, handle))
+            # Cancelled calls stay in the heap until due: sweep now and then, not on every call.
+            if sequence % 1024 == 0 and len(self._heap) > 2 * self.pending():
                 self._purge()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            elif self._heap[0][2] is handle:
+                self._wake.notify()  # only an earlier wake-up than planned needs the thread now
         return handle
 
     def call_later(

@@ -1,15 +1,21 @@
--- name: claim_occurrence
--- Claim (schedule, occurrence, attempt) for this run: insert a 'running' row with a fresh fencing
--- number, or take over a 'skipped' row. The second branch recognises our own claim when a lost
--- answer made us send it twice. No row back: the occurrence belongs to someone else.
-WITH claimed AS (
+-- name: claim_occurrences
+-- Claim many (schedule, occurrence, attempt) at once (a JSON array, one object per claim): insert a 'running'
+-- row with a fresh fencing number, or take over a 'skipped' row. The second branch recognises
+-- our own claim when a lost answer made us send it twice. An execution_id missing from the
+-- answer lost its occurrence to someone else. Rows go in key order, so two batches that share
+-- keys wait for each other instead of deadlocking.
+WITH wanted AS (
+    SELECT * FROM jsonb_to_recordset(%(claims)s::jsonb) AS w(
+        execution_id uuid, schedule_id uuid, job_id text, domain text, domain_config_id uuid,
+        scheduled_for timestamptz, attempt int, trigger text)
+), claimed AS (
     INSERT INTO job_executions (
         execution_id, schedule_id, job_id, domain, domain_config_id, status, started_at,
         scheduled_for, attempt, instance_id, fencing_token, trigger)
-    VALUES (
-        %(execution_id)s, %(schedule_id)s, %(job_id)s, %(domain)s, %(domain_config_id)s,
-        'running', now(), %(scheduled_for)s, %(attempt)s, %(instance_id)s,
-        nextval('job_fencing_seq'), %(trigger)s)
+    SELECT execution_id, schedule_id, job_id, domain, domain_config_id, 'running', now(),
+           scheduled_for, attempt, %(instance_id)s, nextval('job_fencing_seq'), trigger
+    FROM wanted
+    ORDER BY schedule_id, scheduled_for, attempt
     ON CONFLICT (schedule_id, scheduled_for, attempt) DO UPDATE
     SET execution_id = EXCLUDED.execution_id, job_id = EXCLUDED.job_id, status = 'running',
         started_at = now(), completed_at = NULL, duration_seconds = NULL, scan_id = NULL,
@@ -22,8 +28,10 @@ WITH claimed AS (
 )
 SELECT execution_id, fencing_token, started_at FROM claimed
 UNION ALL
-SELECT execution_id, fencing_token, started_at FROM job_executions
-WHERE execution_id = %(execution_id)s AND status = 'running' AND NOT EXISTS (SELECT 1 FROM claimed);
+SELECT j.execution_id, j.fencing_token, j.started_at
+FROM job_executions j JOIN wanted USING (execution_id)
+WHERE j.status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.execution_id = j.execution_id);
 
 -- name: record_skipped
 -- Record an occurrence that was due but not run; never displaces any existing row.
@@ -38,28 +46,41 @@ VALUES (
 ON CONFLICT (schedule_id, scheduled_for, attempt) DO NOTHING
 RETURNING execution_id;
 
--- name: finish_execution
--- Final write of a run, fenced: only our own still-running row, and the schedule's last_* only
--- when no newer fencing number has been recorded for it.
-WITH finished AS (
-    UPDATE job_executions
-    SET status = %(status)s, completed_at = now(), duration_seconds = %(duration_seconds)s,
-        scan_id = %(scan_id)s, error_message = %(error_message)s,
-        error_details = %(error_details)s, metadata = %(metadata)s
-    WHERE execution_id = %(execution_id)s AND status = 'running'
-      AND fencing_token = %(fencing_token)s
-    RETURNING schedule_id, started_at
+-- name: finish_executions
+-- Final writes of many runs (a JSON array, one object per run), fenced: only our own still-running rows, and a schedule's last_*
+-- only when no newer fencing number has been recorded for it (the newest of the batch wins).
+WITH outcome AS (
+    SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb) AS o(
+        execution_id uuid, fencing_token bigint, status text, duration_seconds float8,
+        scan_id uuid, error_message text, error_details jsonb, metadata jsonb,
+        next_run timestamptz)
+), finished AS (
+    UPDATE job_executions j
+    SET status = o.status, completed_at = now(), duration_seconds = o.duration_seconds,
+        scan_id = o.scan_id, error_message = o.error_message, error_details = o.error_details,
+        metadata = o.metadata
+    FROM outcome o
+    WHERE j.execution_id = o.execution_id AND j.status = 'running'
+      AND j.fencing_token = o.fencing_token
+    RETURNING j.execution_id, j.schedule_id, j.started_at, o.fencing_token, o.status,
+              o.error_message, o.next_run
+), newest AS (
+    SELECT DISTINCT ON (schedule_id) * FROM finished ORDER BY schedule_id, fencing_token DESC
 ), schedule AS (
     UPDATE schedules s
-    SET last_run = finished.started_at, last_status = %(status)s, last_error = %(error_message)s,
-        next_run = %(next_run)s, last_fencing_token = %(fencing_token)s
-    FROM finished
-    WHERE s.schedule_id = finished.schedule_id
-      AND (s.last_fencing_token IS NULL OR s.last_fencing_token < %(fencing_token)s)
-    RETURNING s.schedule_id
+    SET last_run = n.started_at, last_status = n.status, last_error = n.error_message,
+        next_run = n.next_run, last_fencing_token = n.fencing_token
+    FROM newest n
+    WHERE s.schedule_id = n.schedule_id
+      AND (s.last_fencing_token IS NULL OR s.last_fencing_token < n.fencing_token)
+    RETURNING n.execution_id
 )
-SELECT (SELECT count(*) FROM finished) AS execution_written,
-       (SELECT count(*) FROM schedule) AS schedule_written;
+SELECT o.execution_id,
+       EXISTS (SELECT 1 FROM finished f WHERE f.execution_id = o.execution_id)
+           AS execution_written,
+       EXISTS (SELECT 1 FROM schedule s WHERE s.execution_id = o.execution_id)
+           AS schedule_written
+FROM outcome o;
 
 -- name: abandon_instance_rows
 -- At start-up: rows an earlier process left 'running' under this INSTANCE_ID.

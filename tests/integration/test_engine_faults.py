@@ -382,7 +382,7 @@ def test_postgres_restart_during_a_run_keeps_its_result_and_the_daemon_goes_on(
 
     pg.stop()
     # The job ends while PostgreSQL is down: its result waits in memory.
-    daemon.wait_for_event("store.write_deferred", timeout=20, query="finish_execution")
+    daemon.wait_for_event("store.write_deferred", timeout=20, query="finish_executions")
     pg.start()
     (boot,) = query(url, "SELECT pg_postmaster_start_time() AS at")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import redis
@@ -32,10 +32,13 @@ __all__ = [
     "LOCK_KEY_PREFIX",
     "DistributedLock",
     "LockNotAcquired",
+    "acquire_many",
     "api_sync_lock_key",
     "close_redis_client",
     "create_redis_client",
     "get_redis_client",
+    "holders_many",
+    "release_many",
     "schedule_lock_key",
 ]
 
@@ -217,13 +220,18 @@ class DistributedLock:
             if remaining <= 0:
                 return False
             time.sleep(min(_ACQUIRE_POLL_S, remaining))
+        self._mark_taken(attempt_at)
+        return True
+
+    def _mark_taken(self, attempt_at: float) -> None:
         with self._state:
+            if self._acquired:
+                raise RuntimeError(f"lock {self.key} was already acquired by this object")
             self._acquired = True
             self._valid_until = attempt_at + self.ttl
         log.debug("lock.acquired", key=self.key, token=self.token, ttl=self.ttl)
         if self._renew:
             self._schedule_renewal(attempt_at + self._renew_interval)
-        return True
 
     def holder(self) -> str | None:
         """The token now stored in the key (who holds it), or None when it is free."""
@@ -241,16 +249,11 @@ class DistributedLock:
         False (never an exception) when not held, already lost, or Redis cannot be reached; in
         the last case the key expires after its TTL.
         """
-        with self._state:
-            if not self._acquired or self._released:
-                return False
-            self._released = True
-            was_lost = self.lost.is_set()
-        self._stop.set()
-        if self._renewal is not None:
-            self._renewal.cancel()
-        if was_lost:
+        if not self._stop_holding():
             return False
+        return self._delete_if_ours()
+
+    def _delete_if_ours(self) -> bool:
         try:
             self._lock.release()
         except LockNotOwnedError:
@@ -264,6 +267,18 @@ class DistributedLock:
             return False
         log.debug("lock.released", key=self.key, token=self.token)
         return True
+
+    def _stop_holding(self) -> bool:
+        """Mark released and stop renewing; True when the key may still hold our token."""
+        with self._state:
+            if not self._acquired or self._released:
+                return False
+            self._released = True
+            was_lost = self.lost.is_set()
+        self._stop.set()
+        if self._renewal is not None:
+            self._renewal.cancel()
+        return not was_lost
 
     def __enter__(self) -> DistributedLock:
         if not self.acquire():
@@ -342,3 +357,83 @@ class DistributedLock:
             self._on_lost(self)
         except Exception:  # the callback's bug must not hide the loss or kill this thread
             log.exception("lock.on_lost_failed", key=self.key, token=self.token)
+
+
+# -- many locks in one round trip (occurrences due at the same moment) -------------------------
+
+
+def acquire_many(locks: Sequence[DistributedLock]) -> list[bool | LockUnavailable]:
+    """Try every lock once, in one pipeline: True held (renewal started), False held by
+    someone else, LockUnavailable when Redis could not be asked about it. Locks of one client."""
+    if len(locks) <= 1 or len({id(lock._redis) for lock in locks}) > 1:
+        return [_acquire_one(lock) for lock in locks]
+    attempt_at = time.monotonic()
+    pipe = locks[0]._redis.pipeline(transaction=False)
+    for lock in locks:
+        pipe.set(lock.key, lock.token, nx=True, px=int(lock.ttl * 1000))
+    try:
+        replies = pipe.execute(raise_on_error=False)
+    except RedisError:
+        # The batch may have half-happened: each lock alone, whose retry knows its own token.
+        return [_acquire_one(lock) for lock in locks]
+    answers: list[bool | LockUnavailable] = []
+    for lock, reply in zip(locks, replies, strict=True):
+        if isinstance(reply, Exception):
+            answers.append(_acquire_one(lock))
+        elif reply:
+            # redis-py's Lock keeps the token it holds: extend and release need it.
+            lock._lock.local.token = lock._redis.get_encoder().encode(lock.token)
+            lock._mark_taken(attempt_at)
+            answers.append(True)
+        else:
+            answers.append(False)
+    return answers
+
+
+def _acquire_one(lock: DistributedLock) -> bool | LockUnavailable:
+    try:
+        return lock.acquire()
+    except LockUnavailable as exc:
+        return exc
+
+
+def holders_many(locks: Sequence[DistributedLock]) -> list[str | LockUnavailable | None]:
+    """Who holds each key now (its token), in one pipeline; None when free."""
+    if not locks:
+        return []
+    pipe = locks[0]._redis.pipeline(transaction=False)
+    for lock in locks:
+        pipe.get(lock.key)
+    try:
+        replies = pipe.execute()
+    except RedisError as exc:
+        error = LockUnavailable(
+            f"cannot read locks: Redis unreachable ({type(exc).__name__}: {exc})"
+        )
+        return [error] * len(locks)
+    return [None if reply is None else _as_text(reply) for reply in replies]
+
+
+def release_many(locks: Sequence[DistributedLock]) -> None:
+    """Release every lock still ours, in one pipeline (each only if the key holds its token);
+    never raises: a key we could not delete expires after its TTL."""
+    ours = [lock for lock in locks if lock._stop_holding()]
+    if len(ours) <= 1:
+        for lock in ours:
+            lock._delete_if_ours()
+        return
+    release_script = ours[0]._lock.lua_release  # registered by redis-py's Lock on first use
+    assert release_script is not None
+    pipe = ours[0]._redis.pipeline(transaction=False)
+    for lock in ours:
+        release_script(keys=[lock.key], args=[lock.token], client=pipe)
+    try:
+        replies = pipe.execute(raise_on_error=False)
+    except RedisError as exc:
+        log.warning("lock.release_failed", keys=len(ours), error=repr(exc))
+        return
+    for lock, reply in zip(ours, replies, strict=True):
+        if isinstance(reply, Exception) or not reply:
+            lock._delete_if_ours()  # say why, one by one (rare)
+        else:
+            log.debug("lock.released", key=lock.key, token=lock.token)

@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -51,6 +51,7 @@ from services.metrics import Metrics
 from services.models import RunTrigger
 from services.records import Schedule
 from services.retry import RetryPolicy
+from services.run_pipeline import RunPipeline
 from services.run_requests import CHANNEL as REQUEST_CHANNEL
 from services.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
 from services.run_requests import RequestProcessor
@@ -138,7 +139,10 @@ class EnhancedScheduler:
         )
         self._parked: list[Occurrence] = []
         self._parked_lock = threading.Lock()
-        self.executor = OccurrenceExecutor(self.max_workers, on_overlap=self._on_overlap)
+        self.executor = OccurrenceExecutor(
+            self.max_workers, on_overlap=self._on_overlap, dispatch=self._dispatch
+        )
+        self.pipeline = RunPipeline(self.runner, self.max_workers, self.executor.run_now)
         self.job_store = HeapJobStore()
         self.scheduler = BackgroundScheduler(
             jobstores={"default": self.job_store},
@@ -231,6 +235,7 @@ class EnhancedScheduler:
         if leftovers:
             log.warning("scheduler.recovered_leftovers", abandoned=len(leftovers))
         self.scheduler.start(paused=True)
+        self.pipeline.start()
         self.watcher.initial_load()
         self.scheduler.resume()
         for thread in self.threads:
@@ -274,6 +279,7 @@ class EnhancedScheduler:
         log.info("scheduler.stopping", running=len(self.runner.active_runs()))
         if self.scheduler.running:
             self.scheduler.pause()
+        self.pipeline.stop_starting()
         deadline = time.monotonic() + self.settings.shutdown_timeout
         while self.runner.active_runs() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -286,6 +292,7 @@ class EnhancedScheduler:
             self.store.abandon(run.execution_id, "the instance shut down before the run finished")
             if run.lock is not None:
                 run.lock.release()
+        self.pipeline.close(timeout=1.0)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         # One deadline for all side threads (not one each): a dead PostgreSQL must not add up
@@ -314,21 +321,34 @@ class EnhancedScheduler:
 
     # -- firing -------------------------------------------------------------------------------
 
-    def fire(self, schedule_id: str, run_times: Sequence[datetime] = ()) -> None:
-        """APScheduler callback for a schedule's job (runs on a worker thread)."""
+    def _dispatch(self, job: Any, run_times: list[datetime], done: Callable[[], None]) -> None:
+        """Executor hook, on the scheduler's thread: queue a job's due occurrences."""
+        planned: list[Planned] = job.func(*job.args, run_times=run_times, **job.kwargs)
+        if not planned:
+            done()
+            return
+        countdown = _Countdown(len(planned), done)
+        for occ, skip in planned:
+            self.pipeline.submit(occ, countdown.tick, skip=skip)
+
+    def fire(self, schedule_id: str, run_times: Sequence[datetime] = ()) -> list[Planned]:
+        """A schedule's job: its due occurrences, each to run or (coalesced) to record skipped."""
         loaded = self.loader.get(UUID(schedule_id))
         if loaded is None:
-            return
+            return []
         due = list(run_times)
+        planned: list[Planned] = []
         if self.settings.job_coalesce and len(due) > 1:
-            for moment in due[:-1]:
-                occ = Occurrence(loaded, moment, moment, job_id=schedule_id)
-                self.runner.skip(
-                    occ, "coalesced: a later occurrence was due at the same time", "coalesced"
-                )
+            reason = ("coalesced: a later occurrence was due at the same time", "coalesced")
+            planned = [
+                (Occurrence(loaded, moment, moment, job_id=schedule_id), reason)
+                for moment in due[:-1]
+            ]
             due = due[-1:]
-        for moment in due:
-            self.runner.run(Occurrence(loaded, moment, moment, job_id=schedule_id))
+        planned += [
+            (Occurrence(loaded, moment, moment, job_id=schedule_id), None) for moment in due
+        ]
+        return planned
 
     def _on_overlap(self, job: Any, run_times: list[datetime]) -> None:
         loaded = self.loader.get(UUID(str(job.args[0]))) if job.args else None
@@ -359,7 +379,7 @@ class EnhancedScheduler:
         scheduled_for: datetime,
         attempt: int,
         run_times: Sequence[datetime] = (),
-    ) -> None:
+    ) -> list[Planned]:
         loaded = self.loader.get(UUID(schedule_id))
         if loaded is None:
             log.info(
@@ -368,25 +388,24 @@ class EnhancedScheduler:
                 attempt=attempt,
                 reason="schedule removed or disabled",
             )
-            return
+            return []
         stamp = scheduled_for.strftime("%Y%m%dT%H%M%S")
-        self.runner.run(
-            Occurrence(
-                loaded,
-                scheduled_for,
-                run_times[-1],
-                attempt,
-                RunTrigger.RETRY,
-                job_id=f"retry:{schedule_id}:{stamp}:{attempt}",
-            )
+        occ = Occurrence(
+            loaded,
+            scheduled_for,
+            run_times[-1],
+            attempt,
+            RunTrigger.RETRY,
+            job_id=f"retry:{schedule_id}:{stamp}:{attempt}",
         )
+        return [(occ, None)]
 
     def run_catchup(self, loaded: LoadedSchedule, moment: datetime) -> None:
         """Submit one missed occurrence (within its grace) to the worker pool."""
         occ = Occurrence(
             loaded, moment, moment, trigger=RunTrigger.CATCHUP, job_id=str(loaded.schedule_id)
         )
-        self.executor.run_now(lambda: self.runner.run(occ))
+        self.pipeline.submit(occ)
 
     def trigger_now(self, schedule_id: UUID | str) -> RunReport:
         """Run a schedule now (trigger='manual'), under the same lock and history; blocks."""
@@ -486,7 +505,7 @@ class EnhancedScheduler:
                 latest[key] = occ
             ready = list(latest.values())
         for occ in ready:
-            self.executor.run_now(functools.partial(self.runner.run, occ))
+            self.pipeline.submit(occ)
 
     # -- status -------------------------------------------------------------------------------
 
@@ -520,6 +539,26 @@ class EnhancedScheduler:
             "watcher": self.watcher.status(),
             "last_sync": self.api_sync.status(),
         }
+
+
+# An occurrence to run, or to record as skipped with (reason, kind).
+Planned = tuple[Occurrence, tuple[str, str] | None]
+
+
+class _Countdown:
+    """Calls `done` after `count` ticks: a job is finished when all its occurrences are."""
+
+    def __init__(self, count: int, done: Callable[[], None]) -> None:
+        self._left = count
+        self._done = done
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        with self._lock:
+            self._left -= 1
+            finished = self._left == 0
+        if finished:
+            self._done()
 
 
 def run_enhanced_scheduler() -> int:

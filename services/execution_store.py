@@ -141,6 +141,19 @@ class ExecutionStore:
             self._mark_down()
             raise
 
+    def claim_many(
+        self, requests: Sequence[tuple[OccurrenceKey, UUID]]
+    ) -> list[Claim | BaseException | None]:
+        """Claim many occurrences in one statement: per request its Claim, None (another run
+        has it) or the DatabaseError that refused it alone. DatabaseUnavailable for all at once."""
+        if self.database_down:
+            raise DatabaseUnavailable("PostgreSQL is unreachable (waiting for it to return)")
+        try:
+            return self._claim_batch(requests)
+        except DatabaseUnavailable:
+            self._mark_down()
+            raise
+
     def _claim_batch(
         self, requests: Sequence[tuple[OccurrenceKey, UUID]]
     ) -> list[Claim | BaseException | None]:
@@ -213,8 +226,34 @@ class ExecutionStore:
                 return self._finishes.submit(result)
             except DatabaseUnavailable:
                 self._mark_down()
+            except DatabaseError as exc:
+                return self._written(result, exc)
         self._defer("finish_executions", _finish_params([result]))
         return True, True
+
+    def finish_many(self, results: Sequence[FinalResult]) -> list[tuple[bool, bool]]:
+        """finish() for many outcomes in one statement. A result the database refuses outright
+        is logged and reported as not written (it never would be)."""
+        if not self.database_down:
+            try:
+                answers = self._finish_batch(results)
+            except DatabaseUnavailable:
+                self._mark_down()
+            else:
+                pairs = zip(results, answers, strict=True)
+                return [self._written(result, answer) for result, answer in pairs]
+        for result in results:
+            self._defer("finish_executions", _finish_params([result]))
+        return [(True, True)] * len(results)
+
+    @staticmethod
+    def _written(
+        result: FinalResult, answer: tuple[bool, bool] | BaseException
+    ) -> tuple[bool, bool]:
+        if not isinstance(answer, BaseException):
+            return answer
+        log.error("store.result_refused", execution_id=str(result.execution_id), error=str(answer))
+        return False, False
 
     def _finish_batch(
         self, results: Sequence[FinalResult]

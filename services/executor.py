@@ -19,13 +19,21 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor
 
 OverlapCallback = Callable[[Any, list[datetime]], None]
+# Takes a job's due occurrences without blocking; calls `done` once they are all accounted for.
+DispatchCallback = Callable[[Any, list[datetime], Callable[[], None]], None]
 
 
 class OccurrenceExecutor(BaseExecutor):  # type: ignore[misc]
-    def __init__(self, max_workers: int, on_overlap: OverlapCallback | None = None) -> None:
+    def __init__(
+        self,
+        max_workers: int,
+        on_overlap: OverlapCallback | None = None,
+        dispatch: DispatchCallback | None = None,
+    ) -> None:
         super().__init__()
         self._max_workers = max_workers
         self._on_overlap = on_overlap
+        self._dispatch = dispatch
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: defaultdict[str, int] = defaultdict(int)
         self._running_lock = threading.Lock()
@@ -52,6 +60,14 @@ class OccurrenceExecutor(BaseExecutor):  # type: ignore[misc]
         if overlapping:
             if self._on_overlap is not None:
                 self._pool.submit(self._guard, self._on_overlap, job, run_times)
+            return
+        if self._dispatch is not None:
+            # On the scheduler's own thread: dispatch only queues (see RunPipeline).
+            try:
+                self._dispatch(job, run_times, lambda: self._finished(job.id))
+            except Exception:
+                self._finished(job.id)
+                self._logger.exception("executor.dispatch_failed")
             return
         future = self._pool.submit(self._call, job, run_times)
         future.add_done_callback(lambda _f: self._finished(job.id))

@@ -8,7 +8,7 @@ being claimed twice even if the lock failed. A run never starts without its lock
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +17,13 @@ from uuid import UUID, uuid4
 import redis
 
 from services.clock import Clock
-from services.distributed_lock import DistributedLock, schedule_lock_key
+from services.distributed_lock import (
+    DistributedLock,
+    acquire_many,
+    holders_many,
+    release_many,
+    schedule_lock_key,
+)
 from services.errors import DatabaseError, DatabaseUnavailable, LockUnavailable
 from services.execution_store import Claim, ExecutionStore, FinalResult, OccurrenceKey
 from services.handlers import HandlerRegistry, JobContext, JobOutcome, UnknownJobType
@@ -79,6 +85,24 @@ class ActiveRun:
         if self.cancel_reason is None:
             self.cancel_reason = reason
         self.cancel_event.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """An occurrence this instance holds the lock of and has claimed: its handler may run."""
+
+    active: ActiveRun
+    claim: Claim
+    lock: DistributedLock
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A begun occurrence whose handler has returned; its result is not written yet."""
+
+    begun: Begun
+    outcome: JobOutcome
+    duration: float
 
 
 @dataclass(frozen=True)
@@ -179,57 +203,258 @@ class JobRunner:
         return RunReport(None, ExecutionStatus.SKIPPED.value, reason)
 
     def run(self, occ: Occurrence) -> RunReport:
-        lateness = (self.clock.now() - occ.due_at).total_seconds()
-        grace = self.grace_for(occ.loaded)
-        if occ.trigger is not RunTrigger.MANUAL and lateness > grace:
-            return self.skip(
-                occ,
-                f"missed by {lateness:.1f}s, beyond the misfire grace time of {grace:g}s",
-                "late",
-                lateness_seconds=round(lateness, 3),
-            )
-        if self.store.database_down:
-            return self._park(occ)
-        execution_id = uuid4()
-        active = ActiveRun(execution_id, occ)
-        lock = active.lock = DistributedLock(
+        """One occurrence start to finish, on this thread (manual triggers, retries, catch-up)."""
+        (begun,) = self.begin([occ])
+        if isinstance(begun, RunReport):
+            return begun
+        (report,) = self.complete([self.execute(begun)])
+        return report
+
+    # -- the three phases: begin (many at once), execute (one per worker), complete (many) ----
+
+    def begin(self, occurrences: Sequence[Occurrence]) -> list[Begun | RunReport]:
+        """Lock and claim occurrences due together: one Redis round trip for all their locks,
+        one statement for all their claims. Begun: ours to run. RunReport: skipped, parked or
+        another run's, already accounted for."""
+        answers: list[Begun | RunReport | None] = [None] * len(occurrences)
+        candidates: list[tuple[int, ActiveRun, DistributedLock]] = []
+        for i, occ in enumerate(occurrences):
+            lateness = (self.clock.now() - occ.due_at).total_seconds()
+            grace = self.grace_for(occ.loaded)
+            if occ.trigger is not RunTrigger.MANUAL and lateness > grace:
+                answers[i] = self.skip(
+                    occ,
+                    f"missed by {lateness:.1f}s, beyond the misfire grace time of {grace:g}s",
+                    "late",
+                    lateness_seconds=round(lateness, 3),
+                )
+            elif self.store.database_down:
+                answers[i] = self._park(occ)
+            else:
+                active = ActiveRun(uuid4(), occ)
+                candidates.append((i, active, self._lock_for(active)))
+        held = self._acquire_all(candidates, answers)
+        if held:
+            self._claim_all(held, answers)
+        assert all(answer is not None for answer in answers)
+        return answers  # type: ignore[return-value]
+
+    def _lock_for(self, active: ActiveRun) -> DistributedLock:
+        occ = active.occurrence
+        active.lock = DistributedLock(
             self.redis,
             schedule_lock_key(occ.loaded.schedule_id, self.key_prefix),
             self.lock_ttl,
             self.instance_id,
-            token=lock_token(self.instance_id, execution_id, occ),
+            token=lock_token(self.instance_id, active.execution_id, occ),
             on_lost=lambda _lock: active.cancel("lock_lost"),
         )
-        try:
-            if not self._acquire(lock, occ):
-                # Another instance holds this very occurrence. Should it die before claiming
-                # it, the occurrence would vanish: look again once its lock must have expired.
-                if self.recheck is not None:
-                    self.recheck(occ, self.lock_ttl + 1.0)
-                return RunReport(None, "conflict", "lock held for this occurrence")
-        except _Skip as skip:
-            return self.skip(occ, skip.reason, skip.kind)
-        try:
-            claim = self._claim(occ, execution_id)
-            if claim is None:
-                return RunReport(None, "conflict", "occurrence claimed by another run")
-            with self._active_lock:
-                self._active[execution_id] = active
-            self.metrics.running_executions.inc()
+        return active.lock
+
+    def _acquire_all(
+        self,
+        candidates: list[tuple[int, ActiveRun, DistributedLock]],
+        answers: list[Begun | RunReport | None],
+    ) -> list[tuple[int, ActiveRun, DistributedLock]]:
+        """Take the candidates' locks; those not taken get their answer (quiet conflict,
+        overlap or Redis skip). Returns the ones held."""
+        if not candidates:
+            return []
+        taken = acquire_many([lock for _, _, lock in candidates])
+        held = [c for c, got in zip(candidates, taken, strict=True) if got is True]
+        busy = [c for c, got in zip(candidates, taken, strict=True) if got is False]
+        for (i, active, _), got in zip(candidates, taken, strict=True):
+            if isinstance(got, LockUnavailable):
+                reason = f"Redis unreachable, not run without its lock: {got}"
+                answers[i] = self.skip(active.occurrence, reason, "redis")
+        holders = holders_many([lock for _, _, lock in busy]) if busy else []
+        for (i, active, lock), holder in zip(busy, holders, strict=True):
+            occ = active.occurrence
             try:
-                report, retry = self._execute(active, claim, lock)
-            finally:
-                self.metrics.running_executions.dec()
+                if isinstance(holder, LockUnavailable):
+                    raise _Skip(f"Redis unreachable, not run without its lock: {holder}", "redis")
+                if holder is None:  # released in between: one more try, alone
+                    if self._acquire(lock, occ):
+                        held.append((i, active, lock))
+                        continue
+                elif not self._same_occurrence(holder, lock, occ):
+                    self.metrics.lock_conflicts.inc()
+                    raise _Skip(
+                        f"lock {lock.key} is still held by an earlier run ({holder})", "overlap"
+                    )
+                else:
+                    self.metrics.lock_conflicts.inc()
+            except _Skip as skip:
+                answers[i] = self.skip(occ, skip.reason, skip.kind)
+                continue
+            # Another instance holds this very occurrence. Should it die before claiming it,
+            # the occurrence would vanish: look again once its lock must have expired.
+            if self.recheck is not None:
+                self.recheck(occ, self.lock_ttl + 1.0)
+            answers[i] = RunReport(None, "conflict", "lock held for this occurrence")
+        return held
+
+    @staticmethod
+    def _same_occurrence(holder: str, lock: DistributedLock, occ: Occurrence) -> bool:
+        parsed, mine = token_occurrence(holder), token_occurrence(lock.token)
+        same = parsed is not None and mine is not None and parsed[2:] == mine[2:]
+        if same:
+            log.debug("run.lock_conflict", schedule_id=str(occ.loaded.schedule_id), holder=holder)
+        return same
+
+    def _claim_all(
+        self,
+        held: list[tuple[int, ActiveRun, DistributedLock]],
+        answers: list[Begun | RunReport | None],
+    ) -> None:
+        requests = [(active.occurrence.key(), active.execution_id) for _, active, _ in held]
+        try:
+            if len(requests) == 1:
+                claims: list[Claim | BaseException | None] = [self.store.claim(*requests[0])]
+            else:
+                claims = self.store.claim_many(requests)
+        except DatabaseUnavailable:
+            # Release first: another instance that can reach PostgreSQL may run them.
+            release_many([lock for _, _, lock in held])
+            for i, active, _ in held:
+                answers[i] = self._park(active.occurrence)
+            return
+        except DatabaseError as exc:
+            claims = [exc]
+        refused = []
+        for (i, active, lock), claim in zip(held, claims, strict=True):
+            if isinstance(claim, Claim):
                 with self._active_lock:
-                    self._active.pop(execution_id, None)
-        except _Park:
-            lock.release()  # before parking: another instance that can reach PostgreSQL may run it
-            return self._park(occ)
+                    self._active[active.execution_id] = active
+                self.metrics.running_executions.inc()
+                answers[i] = Begun(active, claim, lock)
+                continue
+            refused.append(lock)
+            if isinstance(claim, DatabaseUnavailable):
+                answers[i] = self._park(active.occurrence)
+            elif isinstance(claim, BaseException):
+                # e.g. the schedule was deleted a moment ago (foreign key): nothing to run.
+                log.info(
+                    "run.claim_refused",
+                    schedule_id=str(active.occurrence.loaded.schedule_id),
+                    error=str(claim),
+                    constraint=getattr(claim, "constraint", None),
+                )
+                answers[i] = RunReport(None, "conflict", "occurrence claim refused")
+            else:
+                answers[i] = RunReport(None, "conflict", "occurrence claimed by another run")
+        release_many(refused)
+
+    def execute(self, begun: Begun) -> Ended:
+        """Run the handler of a begun occurrence (on a worker thread); nothing is written yet."""
+        active, claim = begun.active, begun.claim
+        occ = active.occurrence
+        schedule = occ.loaded.schedule
+        timeout = occ.loaded.spec.timeout_seconds or self.default_timeout
+        # http and command handlers enforce their own time-out; a python callable runs in this
+        # thread and can only be told (through its cancel event) once its time is up.
+        backstop = None
+        if (schedule.job_type or self.default_job_type) == JobType.PYTHON:
+            backstop = shared_timer().call_later(timeout + 1.0, lambda: active.cancel("timeout"))
+        started = self.clock.monotonic()
+        lateness = (self.clock.now() - occ.due_at).total_seconds()
+        self.metrics.fire_lateness.observe(max(0.0, lateness))
+        try:
+            outcome = self._call_handler(active, claim, timeout)
+        except Exception as exc:  # a handler bug must still end in a recorded result
+            log.exception("run.handler_crashed", schedule_id=str(schedule.schedule_id))
+            outcome = JobOutcome.failure(type(exc).__name__, str(exc), retryable=False)
         finally:
-            lock.release()
-        if retry is not None and self.schedule_retry is not None and not self._stopping.is_set():
-            self.schedule_retry(*retry)
-        return report
+            if backstop is not None:
+                backstop.cancel()
+        return Ended(begun, outcome, self.clock.monotonic() - started)
+
+    def complete(self, ended: Sequence[Ended]) -> list[RunReport]:
+        """Record finished runs (one statement for all), release their locks, schedule retries."""
+        results = [self._final_result(e) for e in ended]
+        try:
+            written = (
+                [self.store.finish(results[0])]
+                if len(results) == 1
+                else self.store.finish_many(results)
+            )
+        finally:
+            with self._active_lock:
+                for e in ended:
+                    self._active.pop(e.begun.active.execution_id, None)
+            self.metrics.running_executions.dec(len(ended))
+            release_many([e.begun.lock for e in ended])
+        reports = []
+        for e, result, (row_written, schedule_written) in zip(ended, results, written, strict=True):
+            report, retry = self._account(e, result, row_written, schedule_written)
+            reports.append(report)
+            if (
+                retry is not None
+                and self.schedule_retry is not None
+                and not self._stopping.is_set()
+            ):
+                self.schedule_retry(*retry)
+        return reports
+
+    def _final_result(self, ended: Ended) -> FinalResult:
+        occ = ended.begun.active.occurrence
+        status, message, details = self._final_status(
+            ended.begun.active, ended.outcome, ended.begun.lock
+        )
+        now = self.clock.now()
+        return FinalResult(
+            execution_id=ended.begun.claim.execution_id,
+            fencing_token=ended.begun.claim.fencing_token,
+            status=status.value,
+            duration_seconds=ended.duration,
+            error_message=message,
+            error_details=details,
+            metadata=ended.outcome.metadata,
+            scan_id=ended.outcome.scan_id,
+            next_run=next_fire_time(occ.loaded.spec, max(now, occ.scheduled_for), now),
+        )
+
+    def _account(
+        self, ended: Ended, result: FinalResult, written: bool, schedule_written: bool
+    ) -> tuple[RunReport, tuple[Occurrence, datetime] | None]:
+        """Metrics, the run's log line, and the retry it may earn."""
+        occ = ended.begun.active.occurrence
+        status = ExecutionStatus(result.status)
+        self.metrics.executions.labels(status=status.value).inc()
+        self.metrics.execution_duration.observe(ended.duration)
+        fields = {
+            "schedule_id": str(occ.loaded.schedule_id),
+            "execution_id": str(result.execution_id),
+            "attempt": occ.attempt,
+            "scheduled_for": occ.scheduled_for.isoformat(),
+            "trigger": occ.trigger.value,
+        }
+        log.info(
+            "run.completed" if status is ExecutionStatus.COMPLETED else "run.finished",
+            **fields,
+            status=status.value,
+            duration_s=round(ended.duration, 3),
+            error=result.error_message,
+            written=written,
+            schedule_written=schedule_written,
+        )
+        if not written:
+            log.warning(
+                "run.result_refused", **fields, reason="row no longer ours (fenced or reaped)"
+            )
+        report = RunReport(result.execution_id, status.value, result.error_message or "")
+        attempts = self.retry_policy.attempts_for(occ.loaded.spec.max_retries)
+        lock_lost = ended.begun.lock.lost.is_set()
+        retryable = ended.outcome.retryable and not lock_lost and status in _RETRYABLE
+        if not retryable or occ.attempt >= attempts:
+            return report, None
+        delay = self.retry_policy.delay(occ.attempt)
+        due = self.clock.now() + timedelta(seconds=delay)
+        log.info(
+            "run.retry_scheduled", **fields, next_attempt=occ.attempt + 1, delay_s=round(delay, 3)
+        )
+        retry = replace(occ, attempt=occ.attempt + 1, trigger=RunTrigger.RETRY, due_at=due)
+        return report, (retry, due)
 
     def _park(self, occ: Occurrence) -> RunReport:
         """PostgreSQL is unreachable: hold the occurrence (no lock, no worker) until it returns;
@@ -260,111 +485,12 @@ class JobRunner:
             if holder is None:
                 continue
             self.metrics.lock_conflicts.inc()
-            parsed = token_occurrence(holder)
-            mine = token_occurrence(lock.token)
-            if parsed is not None and mine is not None and parsed[2:] == mine[2:]:
-                log.debug(
-                    "run.lock_conflict", schedule_id=str(occ.loaded.schedule_id), holder=holder
-                )
+            if self._same_occurrence(holder, lock, occ):
                 return False
             raise _Skip(f"lock {lock.key} is still held by an earlier run ({holder})", "overlap")
         return False
 
-    def _claim(self, occ: Occurrence, execution_id: UUID) -> Claim | None:
-        """Claim the occurrence; None when another run has it. PostgreSQL down: _Park."""
-        try:
-            return self.store.claim(occ.key(), execution_id)
-        except DatabaseUnavailable:
-            raise _Park() from None
-        except DatabaseError as exc:
-            # e.g. the schedule was deleted a moment ago (foreign key): nothing to run.
-            log.info(
-                "run.claim_refused",
-                schedule_id=str(occ.loaded.schedule_id),
-                error=str(exc),
-                constraint=exc.constraint,
-            )
-            return None
-
-    def _execute(
-        self, active: ActiveRun, claim: Claim, lock: DistributedLock
-    ) -> tuple[RunReport, tuple[Occurrence, datetime] | None]:
-        occ = active.occurrence
-        schedule = occ.loaded.schedule
-        run_log = log.bind(
-            schedule_id=str(schedule.schedule_id),
-            execution_id=str(claim.execution_id),
-            attempt=occ.attempt,
-            scheduled_for=occ.scheduled_for.isoformat(),
-            trigger=occ.trigger.value,
-        )
-        timeout = occ.loaded.spec.timeout_seconds or self.default_timeout
-        # http and command handlers enforce their own time-out; a python callable runs in this
-        # thread and can only be told (through its cancel event) once its time is up.
-        backstop = None
-        if (schedule.job_type or self.default_job_type) == JobType.PYTHON:
-            backstop = shared_timer().call_later(timeout + 1.0, lambda: active.cancel("timeout"))
-        started = self.clock.monotonic()
-        self.metrics.fire_lateness.observe(
-            max(0.0, (claim.started_at - occ.due_at).total_seconds())
-        )
-        run_log.debug(
-            "run.started", lateness_s=round((claim.started_at - occ.due_at).total_seconds(), 3)
-        )
-        try:
-            outcome = self._call_handler(active, claim, timeout, run_log)
-        finally:
-            if backstop is not None:
-                backstop.cancel()
-        duration = self.clock.monotonic() - started
-        status, message, details = self._final_status(active, outcome, lock)
-        next_run = next_fire_time(
-            occ.loaded.spec, max(self.clock.now(), occ.scheduled_for), self.clock.now()
-        )
-        written, schedule_written = self.store.finish(
-            FinalResult(
-                execution_id=claim.execution_id,
-                fencing_token=claim.fencing_token,
-                status=status.value,
-                duration_seconds=duration,
-                error_message=message,
-                error_details=details,
-                metadata=outcome.metadata,
-                scan_id=outcome.scan_id,
-                next_run=next_run,
-            )
-        )
-        self.metrics.executions.labels(status=status.value).inc()
-        self.metrics.execution_duration.observe(duration)
-        event = "run.completed" if status is ExecutionStatus.COMPLETED else "run.finished"
-        run_log.info(
-            event,
-            status=status.value,
-            duration_s=round(duration, 3),
-            error=message,
-            written=written,
-            schedule_written=schedule_written,
-        )
-        if not written:
-            run_log.warning("run.result_refused", reason="row no longer ours (fenced or reaped)")
-        retry = None
-        attempts = self.retry_policy.attempts_for(occ.loaded.spec.max_retries)
-        retryable = outcome.retryable and not lock.lost.is_set() and status in _RETRYABLE
-        if retryable and occ.attempt < attempts:
-            delay = self.retry_policy.delay(occ.attempt)
-            due = self.clock.now() + timedelta(seconds=delay)
-            retry = (
-                replace(occ, attempt=occ.attempt + 1, trigger=RunTrigger.RETRY, due_at=due),
-                due,
-            )
-            run_log.info(
-                "run.retry_scheduled", next_attempt=occ.attempt + 1, delay_s=round(delay, 3)
-            )
-        return RunReport(claim.execution_id, status.value, message or ""), retry
-
-    def _call_handler(
-        self, active: ActiveRun, claim: Claim, timeout: float, run_log: Any
-    ) -> JobOutcome:
+    def _call_handler(self, active: ActiveRun, claim: Claim, timeout: float) -> JobOutcome:
         occ = active.occurrence
         schedule = occ.loaded.schedule
         job_type = schedule.job_type or self.default_job_type
@@ -387,7 +513,9 @@ class JobRunner:
             payload=payload,
             timeout=timeout,
             cancel_event=active.cancel_event,
-            log=run_log,
+            log=log.bind(
+                schedule_id=str(schedule.schedule_id), execution_id=str(claim.execution_id)
+            ),
         )
         return handler.run(ctx)
 
@@ -417,10 +545,6 @@ class JobRunner:
 
 
 _RETRYABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})
-
-
-class _Park(Exception):
-    """PostgreSQL went away between the lock and the claim."""
 
 
 class _Skip(Exception):

@@ -382,7 +382,7 @@ def acquire_many(locks: Sequence[DistributedLock]) -> list[bool | LockUnavailabl
             answers.append(_acquire_one(lock))
         elif reply:
             # redis-py's Lock keeps the token it holds: extend and release need it.
-            lock._lock.local.token = lock._redis.get_encoder().encode(lock.token)
+            lock._lock.local.token = lock.token.encode()
             lock._mark_taken(attempt_at)
             answers.append(True)
         else:

@@ -33,14 +33,14 @@ class UnreadableJson:
         return f"<unreadable JSON: {self.reason}>"
 
 
-def _load_json(data: bytes | bytearray | memoryview | str) -> Any:
+def load_json(data: bytes | bytearray | memoryview | str) -> Any:
     try:
         return json.loads(bytes(data) if isinstance(data, memoryview) else data)
     except RecursionError:
         return UnreadableJson("nested too deeply")
 
 
-set_json_loads(_load_json)
+set_json_loads(load_json)
 
 Params = Mapping[str, Any] | Sequence[Any] | None
 FAST_CHECKOUT = 1.0  # seconds a job run's write waits for a pooled connection before checking

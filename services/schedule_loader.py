@@ -60,6 +60,7 @@ class ScheduleLoader:
             default_timezone=self.daemon.settings.scheduler_timezone,
             schedule_id=str(schedule.schedule_id),
             created_at=schedule.created_at,
+            config_json=schedule.time_config_json,
         )
         return LoadedSchedule(schedule, spec)
 
@@ -96,6 +97,8 @@ class ScheduleLoader:
     def _write_next_runs(self, pairs: list[tuple[UUID, datetime | None]]) -> None:
         pairs.sort(key=lambda pair: pair[0])  # one lock order, fewer deadlocks with bulk edits
         for start in range(0, len(pairs), NEXT_RUN_CHUNK):
+            if self.daemon.stop_event.is_set():
+                return  # shutting down: the pool is closing, and the next start writes them
             chunk = pairs[start : start + NEXT_RUN_CHUNK]
             for attempt in range(3):
                 try:
@@ -155,12 +158,13 @@ class ScheduleLoader:
             if schedule.last_status in ("invalid", "expired"):
                 self._clear_mark(sid)
             self._loaded[sid] = loaded
+            job_id = loaded.spec.schedule_id or str(sid)
             job = build_job(
                 self.daemon.scheduler,
-                job_id=str(sid),
+                job_id=job_id,
                 func=self.daemon.fire,
                 trigger=ScheduleTrigger(loaded.spec),
-                args=(str(sid),),
+                args=(job_id,),
                 name=schedule.domain,
                 next_run_time=first,
                 max_instances=self.daemon.settings.job_max_instances,

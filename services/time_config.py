@@ -391,9 +391,11 @@ def parse_schedule(
     default_timezone: str = "UTC",
     schedule_id: object = "",
     created_at: datetime | None = None,
+    config_json: str | None = None,
 ) -> ScheduleSpec:
-    """The ScheduleSpec of a row; InvalidScheduleError lists every problem, joined by '; '."""
-    key = _cache_key(frequency, time_config)
+    """The ScheduleSpec of a row; InvalidScheduleError lists every problem, joined by '; '.
+    `config_json`: time_config's stored text, when known (saves encoding it for the cache)."""
+    key = _cache_key(frequency, time_config, config_json)
     if key is None:
         spec, problems = _read(frequency, time_config, default_timezone, schedule_id, created_at)
     else:
@@ -425,9 +427,13 @@ def _with_identity(
     return spec
 
 
-def _cache_key(frequency: object, time_config: object) -> tuple[str, str] | None:
+def _cache_key(
+    frequency: object, time_config: object, config_json: str | None = None
+) -> tuple[str, str] | None:
     if not isinstance(frequency, str) or not isinstance(time_config, dict):
         return None
+    if config_json is not None:
+        return frequency, config_json
     try:
         return frequency, json.dumps(time_config)  # key order kept: messages follow it
     except (TypeError, ValueError):

@@ -15,10 +15,11 @@ SELECT DISTINCT schedule_id FROM schedule_tombstones WHERE deleted_xid >= %(sinc
 SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin;
 
 -- name: all_schedules
--- The start-up load: every schedule, exactly the columns of the Schedule record.
-SELECT schedule_id, domain_config_id, domain, frequency, time_config, enabled, name, profile_id,
-       job_type, payload, source, next_run, last_run, last_status, last_error, config_hash,
-       created_at, updated_at
+-- The start-up load: every schedule, the columns of the Schedule record, with time_config and
+-- payload as text (decoded once per distinct value by the loader).
+SELECT schedule_id, domain_config_id, domain, frequency, time_config::text AS time_config_json,
+       enabled, name, profile_id, job_type, payload::text AS payload_json, source, next_run,
+       last_run, last_status, last_error, config_hash, created_at, updated_at
 FROM schedules;
 
 -- name: all_hashes

@@ -1,0 +1,68 @@
+"""Schedule records built from rows whose JSON columns arrive as text (the start-up load)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from database.connection import UnreadableJson, load_json
+from services.records import Schedule, schedules_from_json_text
+from services.time_config import parse_schedule
+
+
+def _row(config: str, payload: str | None = '{"callable": "noop"}') -> dict[str, Any]:
+    return {
+        "schedule_id": uuid4(),
+        "domain_config_id": uuid4(),
+        "domain": "example.com",
+        "frequency": "interval",
+        "time_config_json": config,
+        "payload_json": payload,
+    }
+
+
+def test_each_distinct_text_is_decoded_once_and_shared() -> None:
+    calls: list[str] = []
+
+    def counting_load(text: str) -> Any:
+        calls.append(text)
+        return json.loads(text)
+
+    rows = [_row('{"seconds": 60}'), _row('{"seconds": 60}'), _row('{"seconds": 30}')]
+    schedules = schedules_from_json_text(rows, counting_load)
+    assert [s.time_config for s in schedules] == [{"seconds": 60}, {"seconds": 60}, {"seconds": 30}]
+    assert schedules[0].time_config is schedules[1].time_config
+    assert schedules[0].payload is schedules[2].payload == {"callable": "noop"}
+    assert sorted(calls) == ['{"callable": "noop"}', '{"seconds": 30}', '{"seconds": 60}']
+    assert schedules[0].time_config_json == '{"seconds": 60}'
+
+
+def test_stored_text_is_kept_out_of_dicts_and_equality() -> None:
+    (schedule,) = schedules_from_json_text([_row('{"seconds": 5}')], load_json)
+    assert "time_config_json" not in schedule.to_dict()
+    plain = Schedule(**{**schedule.to_dict()})
+    assert plain == schedule
+
+
+def test_unreadable_json_stays_a_value_the_parser_refuses() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    (schedule,) = schedules_from_json_text([_row(deep)], load_json)
+    assert isinstance(schedule.time_config, UnreadableJson)
+    with pytest.raises(Exception, match="time_config"):
+        parse_schedule(
+            schedule.frequency, schedule.time_config, config_json=schedule.time_config_json
+        )
+
+
+def test_the_parse_cache_keyed_by_text_gives_each_row_its_own_identity() -> None:
+    text = '{"seconds": 90}'
+    first, second = schedules_from_json_text([_row(text), _row(text)], load_json)
+    specs = [
+        parse_schedule(s.frequency, s.time_config, schedule_id=s.schedule_id, config_json=text)
+        for s in (first, second)
+    ]
+    assert [spec.schedule_id for spec in specs] == [str(first.schedule_id), str(second.schedule_id)]
+    assert specs[0].period == specs[1].period

@@ -466,6 +466,38 @@ def test_occurrence_due_while_postgres_is_down_runs_when_it_returns(
     )
 
 
+@pytest.mark.timeout(90)
+def test_sigterm_with_postgres_gone_exits_in_time_and_logs_what_stays_unwritten(
+    private_postgres: tuple[PostgresServer, str], redis_url: str, redis_prefix: str, spawn: Spawn
+) -> None:
+    """Contract point 4 while PostgreSQL is unreachable: a SIGTERM during a run still exits 0
+    within SHUTDOWN_TIMEOUT + 2 s (the pool, the side threads and the final flush must not wait
+    on the dead server), releases the lock, and says which results could not be written."""
+    pg, url = private_postgres
+    schedule = insert_interval_schedule(
+        url,
+        seconds=60,
+        job_type="command",
+        payload={"argv": ["sleep", "30"]},
+        created_at=db_now(url) - timedelta(seconds=56),  # first run about 4 s from now
+    )
+    sid = schedule["schedule_id"]
+    daemon = spawn(private_postgres_env(url, redis_url, redis_prefix), "inst-a").start()
+    running_row(url, sid)
+    pg.stop()
+    started = time.monotonic()
+    assert daemon.terminate(timeout=30) == 0, daemon.tail()
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 + 2, f"exit took {elapsed:.1f}s with SHUTDOWN_TIMEOUT=2\n{daemon.tail()}"
+    (unwritten,) = events_named(daemon, "scheduler.results_unwritten")
+    assert unwritten["count"] >= 1
+    redis_client = redis.Redis.from_url(redis_url)
+    try:
+        assert redis_client.exists(lock_key(redis_prefix, sid)) == 0
+    finally:
+        redis_client.close()
+
+
 # -- 12. a lock lost under a running job, and fencing ------------------------------------------
 
 

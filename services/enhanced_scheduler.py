@@ -37,13 +37,19 @@ from services.api_sync import ApiSyncService, zero_counts
 from services.clock import Clock, SystemClock
 from services.config import Settings, get_settings
 from services.distributed_lock import create_redis_client
-from services.errors import DatabaseError, DatabaseUnavailable, ScheduleNotFound, SchedulerError
+from services.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    InvalidScheduleError,
+    ScheduleNotFound,
+    SchedulerError,
+)
 from services.execution_store import ExecutionStore
 from services.executor import OccurrenceExecutor
 from services.handlers import build_handler_registry
 from services.health import HealthServer
 from services.job_history import JobHistory
-from services.job_runner import JobRunner, LoadedSchedule, Occurrence, RunReport
+from services.job_runner import JobRunner, LoadedSchedule, Occurrence, RunReport, retry_job_id
 from services.job_store import HeapJobStore
 from services.liveness import Heartbeat, Reaper
 from services.logging import configure_logging, get_logger, secrets_of
@@ -51,6 +57,7 @@ from services.metrics import Metrics
 from services.models import RunTrigger
 from services.records import Schedule
 from services.retry import RetryPolicy
+from services.retry_recovery import RetryRecovery
 from services.run_pipeline import RunPipeline
 from services.run_requests import CHANNEL as REQUEST_CHANNEL
 from services.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
@@ -178,9 +185,22 @@ class EnhancedScheduler:
             prefix=s.redis_key_prefix,
             monotonic=self.clock.monotonic,
         )
+        self.retry_recovery = RetryRecovery(
+            self.store,
+            self.redis,
+            instance_id=self.instance_id,
+            policy=self.runner.retry_policy,
+            clock=self.clock,
+            loaded=self.loaded_for_retry,
+            schedule_retry=self._schedule_retry,
+            prefix=s.redis_key_prefix,
+        )
         self.threads = [
             ServiceThread("heartbeat", self.heartbeat.beat, s.heartbeat_interval, self.stop_event),
             ServiceThread("reaper", self.reaper.sweep, s.heartbeat_interval, self.stop_event),
+            ServiceThread(
+                "retry-recovery", self.retry_recovery.recover, s.heartbeat_interval, self.stop_event
+            ),
             ServiceThread("result-writer", self._flush_results, 1.0, self.stop_event),
             ServiceThread("history-pruner", self._prune_history, 3600.0, self.stop_event),
         ]
@@ -238,6 +258,8 @@ class EnhancedScheduler:
         self.pipeline.start()
         self.watcher.initial_load()
         self.scheduler.resume()
+        # Retries an earlier process of this instance left pending (it kept them in memory).
+        self.retry_recovery.recover(including_own=True)
         for thread in self.threads:
             thread.start()
         self.watcher.start()
@@ -363,8 +385,7 @@ class EnhancedScheduler:
             )
 
     def _schedule_retry(self, occ: Occurrence, due: datetime) -> None:
-        stamp = occ.scheduled_for.strftime("%Y%m%dT%H%M%S")
-        job_id = f"retry:{occ.loaded.schedule_id}:{stamp}:{occ.attempt}"
+        job_id = retry_job_id(occ.loaded.schedule_id, occ.scheduled_for, occ.attempt)
         self.scheduler.add_job(
             self._fire_retry,
             DateTrigger(run_date=due),
@@ -380,7 +401,7 @@ class EnhancedScheduler:
         attempt: int,
         run_times: Sequence[datetime] = (),
     ) -> list[Planned]:
-        loaded = self.loader.get(UUID(schedule_id))
+        loaded = self.loaded_for_retry(UUID(schedule_id))
         if loaded is None:
             log.info(
                 "run.retry_dropped",
@@ -389,14 +410,13 @@ class EnhancedScheduler:
                 reason="schedule removed or disabled",
             )
             return []
-        stamp = scheduled_for.strftime("%Y%m%dT%H%M%S")
         occ = Occurrence(
             loaded,
             scheduled_for,
             run_times[-1],
             attempt,
             RunTrigger.RETRY,
-            job_id=f"retry:{schedule_id}:{stamp}:{attempt}",
+            job_id=retry_job_id(schedule_id, scheduled_for, attempt),
         )
         return [(occ, None)]
 
@@ -417,6 +437,18 @@ class EnhancedScheduler:
         return self.runner.run(
             Occurrence(loaded, now, now, trigger=RunTrigger.MANUAL, job_id=f"manual:{schedule_id}")
         )
+
+    def loaded_for_retry(self, schedule_id: UUID) -> LoadedSchedule | None:
+        """The schedule a retry belongs to: loaded, or, for a `once` whose only occurrence has
+        passed (no longer loaded), read again. None when it is gone, disabled or invalid."""
+        loaded = self.loader.get(schedule_id)
+        if loaded is not None:
+            return loaded
+        try:
+            schedule = self._require_schedule(schedule_id)
+            return self.loader.parse(schedule) if schedule.enabled else None
+        except (ScheduleNotFound, InvalidScheduleError, DatabaseUnavailable, DatabaseError):
+            return None
 
     def _require_schedule(self, schedule_id: UUID | str) -> Schedule:
         from services.schedule_repository import ScheduleRepository

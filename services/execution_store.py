@@ -296,6 +296,10 @@ class ExecutionStore:
     def running_rows_of_others(self) -> list[dict[str, Any]]:
         return self.db.fetch_all(_SQL["running_rows_of_others"], {"instance_id": self.instance_id})
 
+    def orphaned_retries(self) -> list[dict[str, Any]]:
+        """Failed attempts owed a retry that has no row yet (see the query)."""
+        return self.db.fetch_all(_SQL["orphaned_retries"])
+
     def set_next_runs(self, pairs: Sequence[tuple[UUID, datetime | None]]) -> int:
         if not pairs:
             return 0

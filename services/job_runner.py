@@ -118,6 +118,11 @@ def lock_token(instance_id: str, execution_id: UUID, occurrence: Occurrence) -> 
     return f"{instance_id}|{execution_id}|{stamp}|{occurrence.attempt}"
 
 
+def retry_job_id(schedule_id: object, scheduled_for: datetime, attempt: int) -> str:
+    """The APScheduler job id of a retry: the same on every instance, so one is never doubled."""
+    return f"retry:{schedule_id}:{scheduled_for.strftime('%Y%m%dT%H%M%S')}:{attempt}"
+
+
 def token_occurrence(token: str) -> tuple[str, str, str, str] | None:
     parts = token.split("|")
     return (parts[0], parts[1], parts[2], parts[3]) if len(parts) == 4 else None

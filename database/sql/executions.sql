@@ -135,3 +135,19 @@ SELECT EXISTS (
     WHERE schedule_id = %(schedule_id)s AND scheduled_for = %(scheduled_for)s
       AND attempt = %(attempt)s
 ) AS found;
+
+-- name: orphaned_retries
+-- Failed attempts of the last day that earned a retry (retryable, lock not lost) whose next
+-- attempt has no row yet: on a live instance that retry waits in its memory; on a dead one it
+-- was lost with it. The caller keeps the rows of dead instances (and its own at start-up).
+SELECT f.execution_id, f.schedule_id, f.scheduled_for, f.attempt, f.instance_id, f.completed_at
+FROM job_executions f
+WHERE f.status IN ('failed', 'timed_out')
+  AND f.started_at > now() - interval '1 day'
+  AND f.schedule_id IS NOT NULL
+  AND f.error_details @> '{"retryable": true}'
+  AND NOT f.error_details @> '{"lock_lost": true}'
+  AND NOT EXISTS (
+      SELECT 1 FROM job_executions n
+      WHERE n.schedule_id = f.schedule_id AND n.scheduled_for = f.scheduled_for
+        AND n.attempt = f.attempt + 1);

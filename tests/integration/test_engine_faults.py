@@ -20,9 +20,11 @@ from uuid import UUID
 
 import pytest
 import redis
+from psycopg.types.json import Jsonb
 
 from database.migrations import Migrator
 from tests.support.daemon import DaemonProcess
+from tests.support.http_server import RecordingHTTPServer, ScriptedResponse
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.schedules import (
@@ -250,6 +252,67 @@ def test_killed_instance_run_becomes_abandoned_and_the_schedule_moves_on(
             assert row["status"] in ("skipped", "completed"), row
             if row["status"] == "skipped":
                 assert "still" in row["error_message"], row
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("frequency", ["interval", "once"])
+@pytest.mark.parametrize("heir_id", ["inst-b", "inst-a"], ids=["other", "restarted"])
+def test_a_retry_pending_on_a_killed_instance_is_run_by_the_next_one(
+    env: dict[str, str], database_url: str, spawn: Spawn, frequency: str, heir_id: str
+) -> None:
+    """A retry waits in its instance's memory; killed before the retry's time, that instance
+    takes it along. Another instance (once the heartbeat is gone) or the same INSTANCE_ID
+    restarted (at start-up) schedules it again from the failed row: it runs once, on time."""
+    delay = 6.0  # RETRY_INITIAL_DELAY: the retry is due 3-6 s after the failure
+    with RecordingHTTPServer() as flaky:
+        flaky.enqueue(ScriptedResponse(503), ScriptedResponse(200))
+        first_at = db_now(database_url).replace(microsecond=0) + timedelta(seconds=3)
+        if frequency == "once":
+            (sched,) = query(
+                database_url,
+                "INSERT INTO schedules (domain_config_id, domain, frequency, time_config,"
+                " job_type, payload) VALUES (gen_random_uuid(), 'example.com', 'once', %s,"
+                " 'http', %s) RETURNING schedule_id",
+                (Jsonb({"run_at": first_at.isoformat()}), Jsonb({"url": flaky.url})),
+            )
+        else:
+            sched = insert_interval_schedule(
+                database_url,
+                seconds=600,
+                job_type="http",
+                payload={"url": flaky.url},
+                created_at=first_at - timedelta(seconds=600),
+            )
+        sid = sched["schedule_id"]
+        overrides = {"HTTP_ALLOWED_HOSTS": "127.0.0.1", "RETRY_INITIAL_DELAY": f"{delay:g}"}
+        victim = spawn(engine_env(env, **overrides), "inst-a").start()
+        failed = wait_until(
+            lambda: [r for r in executions(database_url, sid) if r["status"] == "failed"],
+            15,
+            message="attempt 1 failed",
+        )[0]
+        victim.wait_for_event("run.retry_scheduled", timeout=5)
+        victim.kill()
+        heir = spawn(engine_env(env, **overrides), heir_id, f"{heir_id}-heir").start()
+        retried = wait_until(
+            lambda: [r for r in executions(database_url, sid) if r["attempt"] == 2],
+            delay + 10,
+            message="attempt 2 to run after the kill",
+        )[0]
+        wait_until(
+            lambda: executions(database_url, sid)[-1]["status"] != "running", 10, message="end"
+        )
+        assert heir.terminate(timeout=20) == 0, heir.tail()
+    rows = executions(database_url, sid)
+    assert [(r["attempt"], r["status"], r["trigger"], r["instance_id"]) for r in rows] == [
+        (1, "failed", "schedule", "inst-a"),
+        (2, "completed", "retry", heir_id),
+    ]
+    assert retried["scheduled_for"] == failed["scheduled_for"]
+    waited = (retried["started_at"] - failed["completed_at"]).total_seconds()
+    assert waited >= delay / 2 - 0.5, f"retried after {waited:.1f}s, before its backoff"
+    assert len(flaky.requests) == 2
+    assert events_named(heir, "retry_recovery.rescheduled", schedule_id=str(sid))
 
 
 @pytest.mark.timeout(60)

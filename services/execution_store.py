@@ -246,10 +246,14 @@ class ExecutionStore:
             self._defer("finish_executions", _finish_params([result]))
         return [(True, True)] * len(results)
 
-    @staticmethod
     def _written(
-        result: FinalResult, answer: tuple[bool, bool] | BaseException
+        self, result: FinalResult, answer: tuple[bool, bool] | BaseException
     ) -> tuple[bool, bool]:
+        if isinstance(answer, DatabaseUnavailable):
+            # Lost while a refused batch was retried one by one: this one waits too.
+            self._mark_down()
+            self._defer("finish_executions", _finish_params([result]))
+            return True, True
         if not isinstance(answer, BaseException):
             return answer
         log.error("store.result_refused", execution_id=str(result.execution_id), error=str(answer))

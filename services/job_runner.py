@@ -194,8 +194,15 @@ class JobRunner:
         return self.default_grace if grace is None else grace
 
     def skip(self, occ: Occurrence, reason: str, kind: str, **details: Any) -> RunReport:
-        """Record a due occurrence as `skipped`, count it and say why."""
-        recorded = self.store.record_skipped(occ.key(), reason, {"reason": kind, **details})
+        """Record a due occurrence as `skipped`, count it and say why. Never raises: a skip the
+        database refuses (its schedule was just deleted, say) is only logged."""
+        try:
+            recorded = self.store.record_skipped(occ.key(), reason, {"reason": kind, **details})
+        except DatabaseError as exc:
+            log.warning(
+                "run.skip_unrecorded", schedule_id=str(occ.loaded.schedule_id), error=str(exc)
+            )
+            recorded = False
         self.metrics.misfires.labels(reason=kind).inc()
         log.warning(
             "run.skipped",

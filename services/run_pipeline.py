@@ -136,8 +136,10 @@ class RunPipeline:
     def _start(self, batch: list[_Item]) -> None:
         for item in batch:
             if item.skip is not None:
-                self.runner.skip(item.occurrence, *item.skip)
-                _call(item.done)
+                try:
+                    self.runner.skip(item.occurrence, *item.skip)
+                finally:
+                    _call(item.done)
         items = [item for item in batch if item.skip is None]
         if not items:
             return
@@ -147,6 +149,9 @@ class RunPipeline:
         finally:
             begun = sum(isinstance(answer, Begun) for answer in answers)
             self._free(len(items) - begun)  # slots reserved for occurrences that will not run
+            if not answers:  # begin() failed: nothing of this batch will ever be done
+                for item in items:
+                    _call(item.done)
         for item, answer in zip(items, answers, strict=True):
             if isinstance(answer, Begun):
                 self._submit(_WorkerTask(self, answer, item.done))

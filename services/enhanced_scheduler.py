@@ -314,12 +314,14 @@ class EnhancedScheduler:
             self.store.abandon(run.execution_id, "the instance shut down before the run finished")
             if run.lock is not None:
                 run.lock.release()
-        self.pipeline.close(timeout=1.0)
+        self.pipeline.close(timeout=0.5)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         # One deadline for all side threads (not one each): a dead PostgreSQL must not add up
         # to many seconds of joins past SHUTDOWN_TIMEOUT.
-        join_by = time.monotonic() + 2.0
+        # They were told to stop when shutdown began, so their time counts from then; one stuck
+        # in a call to a dead server is a daemon thread and is left behind.
+        join_by = max(deadline + 1.0, time.monotonic() + 0.2)
         for thread in self.threads:
             thread.poke()
         for thread in self.threads:

@@ -149,7 +149,7 @@ class EnhancedScheduler:
         self.executor = OccurrenceExecutor(
             self.max_workers, on_overlap=self._on_overlap, dispatch=self._dispatch
         )
-        self.pipeline = RunPipeline(self.runner, self.max_workers, self.executor.run_now)
+        self.pipeline = RunPipeline(self.runner, self.max_workers)
         self.job_store = HeapJobStore()
         self.scheduler = BackgroundScheduler(
             jobstores={"default": self.job_store},

@@ -23,7 +23,8 @@ _instance_id: str | None = None
 
 def mask_secrets(text: str) -> str:
     """`text` with URL passwords and the registered secret values replaced by ***."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    if "@" in text:  # every URL password is followed by one; most values have none
+        text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")

@@ -18,6 +18,7 @@ handler returns.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
@@ -41,14 +42,15 @@ class _Item:
 
 
 class RunPipeline:
-    def __init__(
-        self,
-        runner: JobRunner,
-        workers: int,
-        submit: Callable[[Callable[[], None]], None],
-    ) -> None:
+    def __init__(self, runner: JobRunner, workers: int) -> None:
         self.runner = runner
-        self._submit = submit  # runs a callable on the worker pool
+        # Handlers run on the pipeline's own threads, fed by a SimpleQueue: a thread pool's
+        # Future per run cost more than the queue's put and get.
+        self._tasks: queue.SimpleQueue[_WorkerTask | None] = queue.SimpleQueue()
+        self._workers = [
+            threading.Thread(target=self._work_loop, name=f"job-worker-{i}", daemon=True)
+            for i in range(workers)
+        ]
         self._free_slots = 2 * workers
         self._queue: deque[_Item] = deque()
         self._ended: deque[tuple[Ended, Callable[[], None] | None]] = deque()
@@ -61,6 +63,8 @@ class RunPipeline:
         )
 
     def start(self) -> None:
+        for worker in self._workers:
+            worker.start()
         self._starter.start()
         self._completer.start()
 
@@ -105,8 +109,20 @@ class RunPipeline:
         with self._wake:
             self._stopping = self._closed = True
             self._wake.notify_all()
+        # Runs never handed to a worker were abandoned by the shutdown: do not start them now.
+        while True:
+            try:
+                task = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None:
+                _call(task.done)
+        for _ in self._workers:
+            self._tasks.put(None)
         self._starter.join(timeout)
         self._completer.join(timeout)
+        for worker in self._workers:
+            worker.join(timeout / len(self._workers))
 
     # -- starter ----------------------------------------------------------------------------
 
@@ -166,7 +182,7 @@ class RunPipeline:
                     _call(item.done)
         for item, answer in zip(items, answers, strict=True):
             if isinstance(answer, Begun):
-                self._submit(_WorkerTask(self, answer, item.done))
+                self._tasks.put(_WorkerTask(self, answer, item.done))
             else:
                 _call(item.done)
 
@@ -180,6 +196,10 @@ class RunPipeline:
         _call(item.done)
 
     # -- workers and completer ---------------------------------------------------------------
+
+    def _work_loop(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            task()
 
     def _handler_returned(self, ended: Ended, done: Callable[[], None] | None) -> None:
         with self._wake:

@@ -119,10 +119,10 @@ class RunPipeline:
                 _call(task.done)
         for _ in self._workers:
             self._tasks.put(None)
-        self._starter.join(timeout)
-        self._completer.join(timeout)
-        for worker in self._workers:
-            worker.join(timeout / len(self._workers))
+        deadline = time.monotonic() + timeout
+        for thread in (self._starter, self._completer, *self._workers):
+            if thread.ident is not None:  # never started when start-up failed early
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- starter ----------------------------------------------------------------------------
 

@@ -371,6 +371,15 @@ class JobRunner:
         started = self.clock.monotonic()
         lateness = (self.clock.now() - occ.due_at).total_seconds()
         self.metrics.fire_lateness.observe(max(0.0, lateness))
+        # The fault suite counts these: two for one occurrence would be two runners.
+        log.debug(
+            "run.started",
+            schedule_id=str(schedule.schedule_id),
+            execution_id=str(claim.execution_id),
+            scheduled_for=occ.scheduled_for.isoformat(),
+            attempt=occ.attempt,
+            lateness_s=round(lateness, 3),
+        )
         try:
             outcome = self._call_handler(active, claim, timeout)
         except Exception as exc:  # a handler bug must still end in a recorded result

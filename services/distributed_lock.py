@@ -21,7 +21,9 @@ from types import TracebackType
 import redis
 import structlog
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from redis.retry import Retry
 
@@ -373,6 +375,12 @@ def acquire_many(locks: Sequence[DistributedLock]) -> list[bool | LockUnavailabl
         pipe.set(lock.key, lock.token, nx=True, px=int(lock.ttl * 1000))
     try:
         replies = pipe.execute(raise_on_error=False)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        # Redis down or hung (its client already retried): an answer for all, at once; each
+        # lock alone would pay the retries and time-outs once per lock. Keys a lost reply may
+        # have set expire with their TTL, and their occurrences are recorded skipped.
+        reason = f"Redis unreachable ({type(exc).__name__}: {exc})"
+        return [LockUnavailable(f"cannot take lock {lock.key}: {reason}") for lock in locks]
     except RedisError:
         # The batch may have half-happened: each lock alone, whose retry knows its own token.
         return [_acquire_one(lock) for lock in locks]

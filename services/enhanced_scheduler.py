@@ -51,7 +51,7 @@ from services.health import HealthServer
 from services.job_history import JobHistory
 from services.job_runner import JobRunner, LoadedSchedule, Occurrence, RunReport, retry_job_id
 from services.job_store import HeapJobStore
-from services.liveness import Heartbeat, Reaper
+from services.liveness import Heartbeat, Reaper, live_instances
 from services.logging import configure_logging, get_logger, secrets_of
 from services.metrics import Metrics
 from services.models import RunTrigger
@@ -256,7 +256,7 @@ class EnhancedScheduler:
             log.warning("scheduler.recovered_leftovers", abandoned=len(leftovers))
         self.scheduler.start(paused=True)
         self.pipeline.start()
-        self.watcher.initial_load()
+        self.watcher.initial_load(catch_up=self._alone())
         self.scheduler.resume()
         # Retries an earlier process of this instance left pending (it kept them in memory).
         self.retry_recovery.recover(including_own=True)
@@ -267,6 +267,19 @@ class EnhancedScheduler:
         self.started_at = self.clock.now().isoformat()
         sd_notify("READY=1")
         log.info("scheduler.started", jobs_loaded=self.loader.count)
+
+    def _alone(self) -> bool:
+        """Whether no other instance is running. Catch-up is for occurrences missed while *no*
+        instance ran: with peers alive, a persisted next_run in the past is theirs to run (or
+        about to be), not a missed one."""
+        try:
+            peers = live_instances(self.redis, self.settings.redis_key_prefix) - {self.instance_id}
+        except redis.RedisError as exc:
+            log.warning("scheduler.peers_unknown", error=str(exc))
+            return True
+        if peers:
+            log.info("scheduler.catchup_left_to_peers", peers=sorted(peers)[:20])
+        return not peers
 
     def run(self) -> int:
         """Block until SIGTERM/SIGINT (or stop()), then shut down. Returns the exit code."""

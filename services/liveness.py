@@ -36,6 +36,13 @@ def instance_status_key(instance_id: str, prefix: str = "") -> str:
     return f"{prefix}{INSTANCE_STATUS_KEY_PREFIX}{instance_id}"
 
 
+def live_instances(redis_client: redis.Redis, prefix: str = "") -> set[str]:
+    """Instance ids whose heartbeat key exists now."""
+    start = len(prefix) + len(HEARTBEAT_KEY_PREFIX)
+    keys = redis_client.scan_iter(match=f"{prefix}{HEARTBEAT_KEY_PREFIX}*", count=500)
+    return {str(key)[start:] for key in keys}
+
+
 class Heartbeat:
     def __init__(
         self,

@@ -74,9 +74,10 @@ class ScheduleWatcher:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def initial_load(self) -> Counter[str]:
-        """Load every row (catching up on missed occurrences); the watermark is taken first,
-        so a change committed during the load is seen by the first incremental pass."""
+    def initial_load(self, *, catch_up: bool = True) -> Counter[str]:
+        """Load every row (catching up on missed occurrences, unless `catch_up` is False); the
+        watermark is taken first, so a change committed during the load is seen by the first
+        incremental pass."""
         started = time.monotonic()
         self._watermark = self.db.fetch_value(_SQL["current_xmin"])
         # The load allocates millions of long-lived objects; cyclic GC passes over them while
@@ -86,7 +87,7 @@ class ScheduleWatcher:
         gc.disable()
         try:
             rows = schedules_from_json_text(self.db.fetch_all(_SQL["all_schedules"]), load_json)
-            outcomes = self._apply(rows, catch_up=True, background=True)
+            outcomes = self._apply(rows, catch_up=catch_up, background=True)
         finally:
             if gc_enabled:
                 gc.enable()

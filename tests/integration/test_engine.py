@@ -284,6 +284,50 @@ def test_catch_up_after_downtime_runs_once_within_grace_and_skips_beyond(
     assert all(r["scheduled_for"] > now for r in ran)  # no burst of old occurrences
 
 
+def test_no_catch_up_while_other_instances_run(
+    env: dict[str, str], database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """Catch-up is for occurrences missed while no instance ran. An instance joining live peers
+    leaves a past next_run to them: no catch-up run, no 'downtime' rows; it runs what comes."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    within = insert_schedule(
+        database_url,
+        "interval",
+        {"seconds": 3600, "misfire_grace_time": 60},
+        job_type="command",
+        payload={"argv": ["echo", "hi"]},
+        created_at=now - timedelta(seconds=3620),
+        next_run=now - timedelta(seconds=20),
+    )
+    regular = insert_schedule(
+        database_url,
+        "interval",
+        {"seconds": 10, "misfire_grace_time": 2},
+        job_type="command",
+        payload={"argv": ["echo", "hi"]},
+        created_at=now - timedelta(seconds=95),
+        next_run=now - timedelta(seconds=25),
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(f"{redis_prefix}scheduler:instance:peer-x", "alive", px=60_000)
+        with daemon(env, tmp_path, COMMAND_ALLOWLIST="echo") as proc:
+            wait_until(
+                lambda: any(r["status"] == "completed" for r in executions(database_url, regular)),
+                20,
+                message="the next regular occurrence ran",
+            )
+            assert proc.wait_for_event("scheduler.catchup_left_to_peers", timeout=1)["peers"] == [
+                "peer-x"
+            ]
+    finally:
+        client.close()
+    assert executions(database_url, within) == []
+    rows = executions(database_url, regular)
+    assert [r["status"] for r in rows] == ["completed"] * len(rows), rows
+    assert all(r["trigger"] == "schedule" and r["scheduled_for"] > now for r in rows)
+
+
 def test_old_history_is_pruned_by_one_instance(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:

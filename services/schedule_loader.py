@@ -75,8 +75,11 @@ class ScheduleLoader:
         outcomes: Counter[str] = Counter()
         next_runs: list[tuple[UUID, datetime | None]] = []
         verbose = len(schedules) <= VERBOSE_LIMIT
+        # One "now" for the batch: every row is judged against the same moment (and reading
+        # the clock per row showed at 100,000 rows).
+        now = self.daemon.clock.now()
         for schedule in schedules:
-            outcome, next_run = self._apply(schedule, catch_up=catch_up, verbose=verbose)
+            outcome, next_run = self._apply(schedule, now, catch_up=catch_up, verbose=verbose)
             outcomes[outcome] += 1
             if outcome != "unchanged" and next_run != schedule.next_run:
                 next_runs.append((schedule.schedule_id, next_run))
@@ -121,7 +124,7 @@ class ScheduleLoader:
         return existed
 
     def _apply(
-        self, schedule: Schedule, *, catch_up: bool, verbose: bool = True
+        self, schedule: Schedule, now: datetime, *, catch_up: bool, verbose: bool = True
     ) -> tuple[str, datetime | None]:
         sid = schedule.schedule_id
         if not schedule.enabled:
@@ -141,7 +144,6 @@ class ScheduleLoader:
                 self._mark(schedule, "invalid", exc.reason)
                 self.remove(sid)
                 return "invalid", None
-            now = self.daemon.clock.now()
             grace = self.daemon.runner.grace_for(loaded)
             if catch_up:
                 self._catch_up(loaded, now, grace)

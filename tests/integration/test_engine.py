@@ -241,13 +241,12 @@ def test_refused_command_never_starts_and_a_slow_one_times_out(
     assert slow_row["duration_seconds"] < 5
 
 
-def test_catch_up_after_downtime_runs_once_within_grace_and_skips_beyond(
-    env: dict[str, str], database_url: str, tmp_path: Path
-) -> None:
-    now = datetime.now(UTC).replace(microsecond=0)
-    # Missed 20 s ago, grace 60 s: one catch-up run.
+def insert_missed_schedules(url: str, now: datetime) -> tuple[uuid.UUID, uuid.UUID]:
+    """Two schedules whose persisted next_run has passed, as after a downtime: `within` missed
+    once 20 s ago with a 60 s grace; `beyond` every 10 s (now-25, -15, -5, +5, ...) since
+    now-25 with a 2 s grace."""
     within = insert_schedule(
-        database_url,
+        url,
         "interval",
         {"seconds": 3600, "misfire_grace_time": 60},
         job_type="command",
@@ -255,10 +254,8 @@ def test_catch_up_after_downtime_runs_once_within_grace_and_skips_beyond(
         created_at=now - timedelta(seconds=3620),
         next_run=now - timedelta(seconds=20),
     )
-    # Every 10 s (at now-25, -15, -5, +5, ...), down since now-25, grace 2 s: the three missed
-    # ones are skipped, then it runs on time.
     beyond = insert_schedule(
-        database_url,
+        url,
         "interval",
         {"seconds": 10, "misfire_grace_time": 2},
         job_type="command",
@@ -266,6 +263,16 @@ def test_catch_up_after_downtime_runs_once_within_grace_and_skips_beyond(
         created_at=now - timedelta(seconds=95),
         next_run=now - timedelta(seconds=25),
     )
+    return within, beyond
+
+
+def test_catch_up_after_downtime_runs_once_within_grace_and_skips_beyond(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    # One catch-up run for `within`; the three missed `beyond` occurrences are skipped, then it
+    # runs on time.
+    within, beyond = insert_missed_schedules(database_url, now)
     with daemon(env, tmp_path, COMMAND_ALLOWLIST="echo"):
         wait_until(
             lambda: any(r["status"] == "completed" for r in executions(database_url, beyond)),
@@ -290,24 +297,7 @@ def test_no_catch_up_while_other_instances_run(
     """Catch-up is for occurrences missed while no instance ran. An instance joining live peers
     leaves a past next_run to them: no catch-up run, no 'downtime' rows; it runs what comes."""
     now = datetime.now(UTC).replace(microsecond=0)
-    within = insert_schedule(
-        database_url,
-        "interval",
-        {"seconds": 3600, "misfire_grace_time": 60},
-        job_type="command",
-        payload={"argv": ["echo", "hi"]},
-        created_at=now - timedelta(seconds=3620),
-        next_run=now - timedelta(seconds=20),
-    )
-    regular = insert_schedule(
-        database_url,
-        "interval",
-        {"seconds": 10, "misfire_grace_time": 2},
-        job_type="command",
-        payload={"argv": ["echo", "hi"]},
-        created_at=now - timedelta(seconds=95),
-        next_run=now - timedelta(seconds=25),
-    )
+    within, regular = insert_missed_schedules(database_url, now)
     client = redis.Redis.from_url(redis_url)
     try:
         client.set(f"{redis_prefix}scheduler:instance:peer-x", "alive", px=60_000)

@@ -314,8 +314,9 @@ class EnhancedScheduler:
         log.info("scheduler.stopping", running=len(self.runner.active_runs()))
         if self.scheduler.running:
             self.scheduler.pause()
-        self.pipeline.stop_starting()
         deadline = time.monotonic() + self.settings.shutdown_timeout
+        # A batch being locked and claimed right now must register its runs before we look.
+        self.pipeline.stop_starting(timeout=self.settings.shutdown_timeout)
         while self.runner.active_runs() and time.monotonic() < deadline:
             time.sleep(0.05)
         self.runner.stop_all()

@@ -57,6 +57,7 @@ class RunPipeline:
         self._wake = threading.Condition()
         self._stopping = False
         self._closed = False
+        self._beginning = False  # the starter is locking and claiming a batch
         self._starter = threading.Thread(target=self._start_loop, name="run-starter", daemon=True)
         self._completer = threading.Thread(
             target=self._complete_loop, name="run-completer", daemon=True
@@ -91,14 +92,17 @@ class RunPipeline:
         with self._wake:
             return len(self._queue)
 
-    def stop_starting(self) -> None:
+    def stop_starting(self, timeout: float = 10.0) -> None:
         """Shutdown, first step: begin nothing more. Queued occurrences are dropped (logged):
-        never locked nor claimed, they are the next start's catch-up."""
+        never locked nor claimed, they are the next start's catch-up. Returns once a batch
+        being begun is through (its runs registered as active, so the shutdown sees them), or
+        after `timeout`."""
         with self._wake:
             self._stopping = True
             dropped = list(self._queue)
             self._queue.clear()
             self._wake.notify_all()
+            self._wake.wait_for(lambda: not self._beginning, timeout)
         for item in dropped:
             self._drop(item)
         if dropped:
@@ -152,6 +156,7 @@ class RunPipeline:
                     runs += 1
                 batch.append(self._queue.popleft())
             self._free_slots -= runs
+            self._beginning = True
             return batch
 
     def _start_loop(self) -> None:
@@ -160,6 +165,10 @@ class RunPipeline:
                 self._start(batch)
             except Exception:  # a bug here must not stop every future run
                 log.exception("pipeline.start_failed", occurrences=len(batch))
+            finally:
+                with self._wake:
+                    self._beginning = False
+                    self._wake.notify_all()
 
     def _start(self, batch: list[_Item]) -> None:
         for item in batch:

@@ -145,10 +145,16 @@ class ExecutionStore:
         self, requests: Sequence[tuple[OccurrenceKey, UUID]]
     ) -> list[Claim | BaseException | None]:
         """Claim many occurrences in one statement: per request its Claim, None (another run
-        has it) or the DatabaseError that refused it alone. DatabaseUnavailable for all at once."""
+        has it) or the DatabaseError that refused it alone. DatabaseUnavailable for all at once.
+        A lone request shares a statement with other threads' lone requests (group commit)."""
         if self.database_down:
             raise DatabaseUnavailable("PostgreSQL is unreachable (waiting for it to return)")
         try:
+            if len(requests) == 1:
+                try:
+                    return [self._claims.submit(requests[0])]
+                except DatabaseError as exc:
+                    return [exc]
             return self._claim_batch(requests)
         except DatabaseUnavailable:
             self._mark_down()
@@ -233,7 +239,10 @@ class ExecutionStore:
 
     def finish_many(self, results: Sequence[FinalResult]) -> list[tuple[bool, bool]]:
         """finish() for many outcomes in one statement. A result the database refuses outright
-        is logged and reported as not written (it never would be)."""
+        is logged and reported as not written (it never would be). A lone result shares a
+        statement with other threads' lone results (group commit)."""
+        if len(results) == 1:
+            return [self.finish(results[0])]
         if not self.database_down:
             try:
                 answers = self._finish_batch(results)

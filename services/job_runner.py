@@ -230,8 +230,9 @@ class JobRunner:
         another run's, already accounted for."""
         answers: list[Begun | RunReport | None] = [None] * len(occurrences)
         candidates: list[tuple[int, ActiveRun, DistributedLock]] = []
+        now = self.clock.now()
         for i, occ in enumerate(occurrences):
-            lateness = (self.clock.now() - occ.due_at).total_seconds()
+            lateness = (now - occ.due_at).total_seconds()
             grace = self.grace_for(occ.loaded)
             if occ.trigger is not RunTrigger.MANUAL and lateness > grace:
                 answers[i] = self.skip(
@@ -277,14 +278,13 @@ class JobRunner:
         busy = [c for c, got in zip(candidates, taken, strict=True) if got is False]
         for (i, active, _), got in zip(candidates, taken, strict=True):
             if isinstance(got, LockUnavailable):
-                reason = f"Redis unreachable, not run without its lock: {got}"
-                answers[i] = self.skip(active.occurrence, reason, "redis")
+                answers[i] = self.skip(active.occurrence, *_redis_skip(got))
         holders = holders_many([lock for _, _, lock in busy]) if busy else []
         for (i, active, lock), holder in zip(busy, holders, strict=True):
             occ = active.occurrence
             try:
                 if isinstance(holder, LockUnavailable):
-                    raise _Skip(f"Redis unreachable, not run without its lock: {holder}", "redis")
+                    raise _Skip(*_redis_skip(holder))
                 if holder is None:  # released in between: one more try, alone
                     if self._acquire(lock, occ):
                         held.append((i, active, lock))
@@ -321,18 +321,13 @@ class JobRunner:
     ) -> None:
         requests = [(active.occurrence.key(), active.execution_id) for _, active, _ in held]
         try:
-            if len(requests) == 1:
-                claims: list[Claim | BaseException | None] = [self.store.claim(*requests[0])]
-            else:
-                claims = self.store.claim_many(requests)
+            claims = self.store.claim_many(requests)
         except DatabaseUnavailable:
             # Release first: another instance that can reach PostgreSQL may run them.
             release_many([lock for _, _, lock in held])
             for i, active, _ in held:
                 answers[i] = self._park(active.occurrence)
             return
-        except DatabaseError as exc:
-            claims = [exc]
         refused = []
         for (i, active, lock), claim in zip(held, claims, strict=True):
             if isinstance(claim, Claim):
@@ -394,11 +389,7 @@ class JobRunner:
         """Record finished runs (one statement for all), release their locks, schedule retries."""
         results = [self._final_result(e) for e in ended]
         try:
-            written = (
-                [self.store.finish(results[0])]
-                if len(results) == 1
-                else self.store.finish_many(results)
-            )
+            written = self.store.finish_many(results)
         finally:
             with self._active_lock:
                 for e in ended:
@@ -500,9 +491,7 @@ class JobRunner:
                     return True
                 holder = lock.holder()
             except LockUnavailable as exc:
-                raise _Skip(
-                    f"Redis unreachable, not run without its lock: {exc}", "redis"
-                ) from None
+                raise _Skip(*_redis_skip(exc)) from None
             if holder is None:
                 continue
             self.metrics.lock_conflicts.inc()
@@ -566,6 +555,11 @@ class JobRunner:
 
 
 _RETRYABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})
+
+
+def _redis_skip(error: LockUnavailable) -> tuple[str, str]:
+    """(reason, kind) of an occurrence not run because Redis could not be asked for its lock."""
+    return f"Redis unreachable, not run without its lock: {error}", "redis"
 
 
 class _Skip(Exception):

@@ -86,7 +86,7 @@ class RunPipeline:
                 self._queue.append(_Item(occurrence, done, skip))
                 self._wake.notify_all()
         if dropped:
-            self._drop(_Item(occurrence, done, skip))
+            _call(done)
 
     def queued(self) -> int:
         with self._wake:
@@ -104,7 +104,7 @@ class RunPipeline:
             self._wake.notify_all()
             self._wake.wait_for(lambda: not self._beginning, timeout)
         for item in dropped:
-            self._drop(item)
+            _call(item.done)
         if dropped:
             log.warning("pipeline.dropped_at_shutdown", occurrences=len(dropped))
 
@@ -200,9 +200,6 @@ class RunPipeline:
             with self._wake:
                 self._free_slots += slots
                 self._wake.notify_all()
-
-    def _drop(self, item: _Item) -> None:
-        _call(item.done)
 
     # -- workers and completer ---------------------------------------------------------------
 

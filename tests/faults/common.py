@@ -6,15 +6,15 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.support.daemon import DaemonProcess
-from tests.support.schedules import query
+from tests.support.daemon import Spawn as Spawn
+from tests.support.daemon import start_all as start_all
+from tests.support.schedules import db_now as db_now
 
-Spawn = Callable[..., DaemonProcess]
 NOOP = {"callable": "tests.support.handler_funcs:noop"}
 
 
@@ -49,22 +49,6 @@ def engine_env(base: dict[str, str], **overrides: str) -> dict[str, str]:
 def server_env(database_url: str, redis_url: str, redis_prefix: str) -> dict[str, str]:
     """The base environment for a daemon on given servers (private ones, typically)."""
     return {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": redis_prefix}
-
-
-def db_now(url: str) -> datetime:
-    """PostgreSQL's clock: the one started_at and completed_at are stamped with."""
-    (row,) = query(url, "SELECT now() AS now")
-    now: datetime = row["now"]
-    return now
-
-
-def start_all(daemons: Iterable[DaemonProcess], timeout: float = 60.0) -> None:
-    """Start the processes together (they boot in parallel) and wait until each is firing."""
-    daemons = list(daemons)
-    for daemon in daemons:
-        daemon.start(wait_ready=False)
-    for daemon in daemons:
-        daemon.wait_for_event("scheduler.started", timeout=timeout)
 
 
 def keep_alive_for(seconds: float, daemons: Sequence[DaemonProcess], step: float = 0.25) -> None:

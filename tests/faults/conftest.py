@@ -4,8 +4,6 @@ Redis servers for the cases that stop, restart or freeze them (the shared ones n
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures, found by name
     settings,
     template_database,
 )
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import daemon_spawner
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 
@@ -30,21 +28,7 @@ from tests.support.redis_server import RedisServer
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Makes daemon processes (not started); whatever is still alive at the end is killed."""
-    made: list[DaemonProcess] = []
-
-    def make(
-        environ: dict[str, str], instance_id: str, log_name: str | None = None
-    ) -> DaemonProcess:
-        log = tmp_path / f"{log_name or instance_id}.log"
-        daemon = DaemonProcess(environ, log, instance_id=instance_id)
-        made.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in made:
-        if daemon.process is not None and daemon.process.poll() is None:
-            os.kill(daemon.pid, signal.SIGCONT)  # in case a test froze it
-            daemon.kill()
+    yield from daemon_spawner(tmp_path)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,12 @@ import redis
 from psycopg.types.json import Jsonb
 
 from database.migrations import Migrator
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, Spawn, daemon_spawner, start_all
 from tests.support.http_server import RecordingHTTPServer, ScriptedResponse
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.schedules import (
+    db_now,
     duplicated_occurrences,
     executions,
     insert_interval_schedule,
@@ -41,7 +42,6 @@ from tests.support.waiting import wait_until
 NOOP = {"callable": "tests.support.handler_funcs:noop"}
 LOCK_TIMEOUT = 3.0
 HEARTBEAT_INTERVAL = 0.5
-Spawn = Callable[..., DaemonProcess]
 
 
 def engine_env(env: dict[str, str], **overrides: str) -> dict[str, str]:
@@ -61,34 +61,7 @@ def engine_env(env: dict[str, str], **overrides: str) -> dict[str, str]:
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Makes daemon processes (not started); whatever is still alive at the end is killed."""
-    made: list[DaemonProcess] = []
-
-    def make(env: dict[str, str], instance_id: str, log_name: str | None = None) -> DaemonProcess:
-        log = tmp_path / f"{log_name or instance_id}.log"
-        daemon = DaemonProcess(env, log, instance_id=instance_id)
-        made.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in made:
-        if daemon.process is not None and daemon.process.poll() is None:
-            os.kill(daemon.pid, signal.SIGCONT)  # in case a test froze it
-            daemon.kill()
-
-
-def start_all(daemons: list[DaemonProcess], timeout: float = 30.0) -> None:
-    """Start the processes together (they boot in parallel) and wait until each is firing."""
-    for daemon in daemons:
-        daemon.start(wait_ready=False)
-    for daemon in daemons:
-        daemon.wait_for_event("scheduler.started", timeout=timeout)
-
-
-def db_now(url: str) -> datetime:
-    """PostgreSQL's clock: the one started_at and completed_at are stamped with."""
-    (row,) = query(url, "SELECT now() AS now")
-    now: datetime = row["now"]
-    return now
+    yield from daemon_spawner(tmp_path)
 
 
 def alive(pid: int) -> bool:

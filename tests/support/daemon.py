@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -114,3 +115,36 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+Spawn = Callable[..., DaemonProcess]
+
+
+def daemon_spawner(tmp_path: Path) -> Iterator[Spawn]:
+    """A fixture body: makes daemon processes (not started), logging under `tmp_path`;
+    whatever is still alive at the end is killed (and thawed first, if a test froze it)."""
+    made: list[DaemonProcess] = []
+
+    def make(
+        environ: dict[str, str], instance_id: str, log_name: str | None = None
+    ) -> DaemonProcess:
+        daemon = DaemonProcess(
+            environ, tmp_path / f"{log_name or instance_id}.log", instance_id=instance_id
+        )
+        made.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in made:
+        if daemon.process is not None and daemon.process.poll() is None:
+            os.kill(daemon.pid, signal.SIGCONT)
+            daemon.kill()
+
+
+def start_all(daemons: Iterable[DaemonProcess], timeout: float = 60.0) -> None:
+    """Start the processes together (they boot in parallel) and wait until each is firing."""
+    daemons = list(daemons)
+    for daemon in daemons:
+        daemon.start(wait_ready=False)
+    for daemon in daemons:
+        daemon.wait_for_event("scheduler.started", timeout=timeout)

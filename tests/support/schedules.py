@@ -115,3 +115,10 @@ def duplicated_occurrences(rows: Iterable[Row]) -> list[tuple[Any, ...]]:
     """(schedule_id, scheduled_for, attempt) keys that appear on more than one row."""
     counts = Counter((r["schedule_id"], r["scheduled_for"], r["attempt"]) for r in rows)
     return sorted((key for key, n in counts.items() if n > 1), key=str)
+
+
+def db_now(url: str) -> datetime:
+    """PostgreSQL's clock: the one started_at and completed_at are stamped with."""
+    (row,) = query(url, "SELECT now() AS now")
+    now: datetime = row["now"]
+    return now

@@ -20,7 +20,7 @@ from bench.common import (
     scheduler_logs,
 )
 from database.connection import DatabaseConnection
-from services.api_sync import ApiClient, ApiSync
+from services.sync.sync import ApiClient, ApiSync
 from tests.support.http_server import RecordingHTTPServer, ScriptedResponse
 
 _SCHEDULES: tuple[dict[str, Any], ...] = (

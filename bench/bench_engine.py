@@ -40,10 +40,10 @@ from bench.common import (
     scale,
     scheduler_logs,
 )
+from services.engine.handlers import register_python_handler
 from services.enhanced_scheduler import EnhancedScheduler
-from services.handlers import register_python_handler
-from services.job_runner import LoadedSchedule, Occurrence
-from services.records import Schedule
+from services.model.occurrence import LoadedSchedule, Occurrence
+from services.model.records import Schedule
 
 WORKERS = 10
 RUNS = scale(3000, 300)

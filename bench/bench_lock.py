@@ -13,7 +13,9 @@ import uuid
 import redis
 import structlog
 
-from services.distributed_lock import DistributedLock, create_redis_client, schedule_lock_key
+from services.lock.client import create_redis_client
+from services.lock.keys import schedule_lock_key
+from services.lock.lock import DistributedLock
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -14,8 +14,8 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
-from services.time_config import ScheduleSpec, parse_schedule
-from services.triggers import next_fire_time
+from services.model.fire_times import next_fire_time
+from services.model.spec import ScheduleSpec, parse_schedule
 
 ROWS = 100_000
 NOW = datetime(2026, 3, 28, 23, 17, 41, 250_000, tzinfo=UTC)  # the eve of Europe's DST change

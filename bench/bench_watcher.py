@@ -47,9 +47,9 @@ from bench.common import (
     scale,
     scheduler_logs,
 )
+from services.engine.handlers import register_python_handler
 from services.enhanced_scheduler import EnhancedScheduler
-from services.handlers import register_python_handler
-from services.records import Schedule
+from services.model.records import Schedule
 
 N = scale(100_000, 10_000)
 CHANGED = 1_000
@@ -211,7 +211,7 @@ class _TimedLog:
 def timed_start(daemon: EnhancedScheduler) -> tuple[float, float, PhaseTimer]:
     """daemon.start() with the initial load's phases timed: (wall s, CPU s, phases). The
     wrappers cost about a microsecond a call, well under 1% of the load."""
-    import services.schedule_loader as loader_module
+    import services.watch.loader as loader_module
 
     timer = PhaseTimer()
     from_row = Schedule.from_row.__func__  # type: ignore[attr-defined]

@@ -234,7 +234,7 @@ def bench_settings(database_url: str, prefix: str, **overrides: object) -> Setti
 def scheduler_logs() -> Iterator[Path]:
     """Send the in-process daemon's logs (INFO, JSON, as in production) to a temporary file, so
     that rendering costs what it costs without flooding the terminal."""
-    from services.logging import configure_logging
+    from services.log import configure_logging
 
     handle, name = tempfile.mkstemp(prefix="es_bench_", suffix=".log")
     path = Path(name)
@@ -257,7 +257,7 @@ def scheduler_logs() -> Iterator[Path]:
 
 def quiet_logging() -> None:
     """Outside a daemon under test: warnings and errors only, on stderr."""
-    from services.logging import configure_logging
+    from services.log import configure_logging
 
     configure_logging(level="WARNING", fmt="console", instance_id="bench")
 

@@ -8,14 +8,11 @@ starts the side loops; `run()` blocks until SIGTERM/SIGINT, then shuts down grac
 from __future__ import annotations
 
 if __package__ in (None, ""):
-    # Run as `python services/enhanced_scheduler.py`: Python put services/ first on sys.path,
-    # where services/logging.py would shadow the stdlib; put the repo root there instead.
+    # Run as `python services/enhanced_scheduler.py` (seed 001): make `services` importable.
     import os.path
     import sys
 
-    _services_dir = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _services_dir]
-    sys.path.insert(0, os.path.dirname(_services_dir))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import functools
 import os
@@ -33,10 +30,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from database.connection import DatabaseConnection
-from services.api_sync import ApiSyncService, zero_counts
 from services.clock import Clock, SystemClock
 from services.config import Settings, get_settings
-from services.distributed_lock import create_redis_client
+from services.engine.handlers import build_handler_registry
+from services.engine.liveness import Heartbeat, Reaper, live_instances
+from services.engine.pipeline import RunPipeline
+from services.engine.retry_recovery import RetryRecovery
+from services.engine.run_requests import CHANNEL as REQUEST_CHANNEL
+from services.engine.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
+from services.engine.run_requests import RequestProcessor
+from services.engine.runner import JobRunner
 from services.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -44,30 +47,25 @@ from services.errors import (
     ScheduleNotFound,
     SchedulerError,
 )
-from services.execution_store import ExecutionStore
-from services.executor import OccurrenceExecutor
-from services.handlers import build_handler_registry
-from services.health import HealthServer
-from services.job_history import JobHistory
-from services.job_runner import JobRunner, LoadedSchedule, Occurrence, RunReport, retry_job_id
-from services.job_store import HeapJobStore
-from services.liveness import Heartbeat, Reaper, live_instances
-from services.logging import configure_logging, get_logger, secrets_of
+from services.lock.client import create_redis_client
+from services.log import configure_logging, get_logger, secrets_of
 from services.metrics import Metrics
-from services.models import RunTrigger
-from services.records import Schedule
-from services.retry import RetryPolicy
-from services.retry_recovery import RetryRecovery
-from services.run_pipeline import RunPipeline
-from services.run_requests import CHANNEL as REQUEST_CHANNEL
-from services.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
-from services.run_requests import RequestProcessor
-from services.schedule_loader import ScheduleLoader
-from services.schedule_watcher import ScheduleWatcher
-from services.sd_notify import sd_notify
-from services.service_thread import ServiceThread
-from services.startup import StartupError, check_migrations, wait_for_services
-from services.timer_thread import shared_timer
+from services.model.occurrence import LoadedSchedule, Occurrence, RunReport, retry_job_id
+from services.model.records import Schedule
+from services.model.retry import RetryPolicy
+from services.model.vocabulary import RunTrigger
+from services.ops.sd_notify import sd_notify
+from services.ops.service_thread import ServiceThread
+from services.ops.startup import StartupError, check_migrations, wait_for_services
+from services.ops.timer import shared_timer
+from services.scheduling.executor import OccurrenceExecutor
+from services.scheduling.job_store import HeapJobStore
+from services.store.executions import ExecutionStore
+from services.store.history import JobHistory
+from services.sync.sync import ApiSyncService, zero_counts
+from services.watch.loader import ScheduleLoader
+from services.watch.watcher import ScheduleWatcher
+from services.web.health import HealthServer
 
 log = get_logger(__name__)
 PRUNE_PERIOD_MS = 24 * 3600 * 1000
@@ -467,7 +465,7 @@ class EnhancedScheduler:
             return None
 
     def _require_schedule(self, schedule_id: UUID | str) -> Schedule:
-        from services.schedule_repository import ScheduleRepository
+        from services.store.schedules import ScheduleRepository
 
         repo = ScheduleRepository(self.db, default_timezone=self.settings.scheduler_timezone)
         schedule = repo.get_schedule(schedule_id)

@@ -16,7 +16,7 @@ from services.errors import ConfigurationError, SchedulerError
 def _quiet_logging() -> None:
     """Commands print their result on stdout; only warnings and errors go to stderr."""
     from services.config import get_settings
-    from services.logging import configure_logging, secrets_of
+    from services.log import configure_logging, secrets_of
 
     try:
         settings = get_settings()

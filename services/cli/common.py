@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from services.logging import mask_secrets
+from services.log import mask_secrets
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a failed check, an unknown id, an unreachable service

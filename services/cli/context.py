@@ -8,9 +8,9 @@ import redis
 
 from database.connection import DatabaseConnection
 from services.config import get_settings
-from services.distributed_lock import create_redis_client
-from services.job_history import JobHistory
-from services.schedule_repository import ScheduleRepository
+from services.lock.client import create_redis_client
+from services.store.history import JobHistory
+from services.store.schedules import ScheduleRepository
 
 
 @cache

@@ -13,9 +13,9 @@ from database.queries import load_queries
 from services.cli.common import EXIT_FAILED, EXIT_OK, fail, print_json, print_record, print_table
 from services.cli.context import database, history, key_prefix, redis_client, repository
 from services.cli.schedules import uuid_arg
+from services.engine.liveness import HEARTBEAT_KEY_PREFIX, INSTANCE_STATUS_KEY_PREFIX
 from services.errors import ScheduleNotFound
-from services.liveness import HEARTBEAT_KEY_PREFIX, INSTANCE_STATUS_KEY_PREFIX
-from services.records import Execution
+from services.model.records import Execution
 
 _SQL = load_queries("run_requests")
 _STATUS_SQL = load_queries("status")

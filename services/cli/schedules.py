@@ -18,10 +18,10 @@ from services.cli.common import (
 )
 from services.cli.context import repository
 from services.errors import InvalidScheduleError, ScheduleNotFound
-from services.records import Schedule
-from services.schedule_repository import CONFIG_FIELDS, validate_config
-from services.time_config import parse_schedule
-from services.triggers import fire_times
+from services.model.fire_times import fire_times
+from services.model.records import Schedule
+from services.model.spec import parse_schedule
+from services.store.schedules import CONFIG_FIELDS, validate_config
 
 LIST_COLUMNS = ["schedule_id", "domain", "frequency", "enabled", "next_run", "last_status"]
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 
 from database.connection import DatabaseConnection
-from services.api_sync import ApiSync, ApiSyncError, ApiSyncService, SyncResult
 from services.cli.common import EXIT_OK, fail, print_json
 from services.config import Settings, load_settings
-from services.distributed_lock import create_redis_client
 from services.errors import SchedulerError
+from services.lock.client import create_redis_client
 from services.metrics import Metrics
+from services.sync.sync import ApiSync, ApiSyncError, ApiSyncService, SyncResult
 
 # A sync in progress elsewhere takes seconds; wait for it rather than fail at once.
 LOCK_WAIT_S = 30.0

@@ -21,7 +21,10 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from database.connection import DatabaseConnection
-from services.api_sync import (
+from services.errors import InvalidScheduleError
+from services.model.spec import COMMON_KEYS, FREQUENCIES, SHAPE_KEYS
+from services.store.schedules import validate_config
+from services.sync.sync import (
     ApiClient,
     ApiSync,
     ApiSyncError,
@@ -30,9 +33,6 @@ from services.api_sync import (
     parse_items,
     parse_page,
 )
-from services.errors import InvalidScheduleError
-from services.schedule_repository import validate_config
-from services.time_config import COMMON_KEYS, FREQUENCIES, SHAPE_KEYS
 from tests.support.http_server import RecordingHTTPServer, ScriptedResponse
 from tests.support.schedules import query
 

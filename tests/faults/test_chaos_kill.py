@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import redis
 
-from services.distributed_lock import schedule_lock_key
+from services.lock.keys import schedule_lock_key
 from tests.faults.common import (
     NOOP,
     Spawn,

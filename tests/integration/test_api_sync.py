@@ -19,16 +19,17 @@ import redis
 from psycopg.types.json import Jsonb
 
 from database.connection import DatabaseConnection
-from services.api_sync import (
+from services.config import load_settings
+from services.enhanced_scheduler import EnhancedScheduler
+from services.lock.keys import api_sync_lock_key
+from services.lock.lock import DistributedLock
+from services.sync.sync import (
     EXTERNAL_ID_NAMESPACE,
     ApiClient,
     ApiSync,
     ApiSyncError,
     SyncResult,
 )
-from services.config import load_settings
-from services.distributed_lock import DistributedLock, api_sync_lock_key
-from services.enhanced_scheduler import EnhancedScheduler
 from tests.support.daemon import ROOT, DaemonProcess
 from tests.support.http_server import RecordingHTTPServer, ScriptedResponse, unused_port
 from tests.support.schedules import query

@@ -21,14 +21,11 @@ import redis
 import structlog
 from structlog.testing import capture_logs
 
-from services.distributed_lock import (
-    DistributedLock,
-    LockNotAcquired,
-    create_redis_client,
-    schedule_lock_key,
-)
 from services.errors import LockUnavailable
-from services.timer_thread import TimerHandle, shared_timer
+from services.lock.client import create_redis_client
+from services.lock.keys import schedule_lock_key
+from services.lock.lock import DistributedLock, LockNotAcquired
+from services.ops.timer import TimerHandle, shared_timer
 from tests.support.redis_server import RedisServer, free_port
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from services.handlers import CommandHandler, JobOutcome
-from services.models import ExecutionStatus
+from services.engine.handlers import CommandHandler, JobOutcome
+from services.model.vocabulary import ExecutionStatus
 from tests.support.handler_funcs import make_context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,7 +239,7 @@ def test_leftover_background_processes_die_with_the_run(tmp_path: Path) -> None:
 
 HELPER = """
 import sys
-from services.handlers import CommandHandler
+from services.engine.handlers import CommandHandler
 from tests.support.handler_funcs import make_context
 pidfile = sys.argv[1]
 ctx = make_context({"argv": ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"]}, timeout=60)

@@ -11,8 +11,8 @@ from uuid import uuid4
 import pytest
 from structlog.testing import capture_logs
 
-from services.handlers import HttpHandler, JobOutcome
-from services.models import ExecutionStatus
+from services.engine.handlers import HttpHandler, JobOutcome
+from services.model.vocabulary import ExecutionStatus
 from tests.support.handler_funcs import make_context
 from tests.support.http_server import RecordingHTTPServer, ScriptedResponse, unused_port
 

@@ -12,10 +12,10 @@ from uuid import UUID
 
 import pytest
 
-import services.job_history as job_history_module
+import services.store.history as job_history_module
 from database.connection import DatabaseConnection, Params
 from services.errors import SchedulerError
-from services.job_history import JobHistory, get_job_history
+from services.store.history import JobHistory, get_job_history
 
 HOUR = 3600.0
 DAY = 86400.0

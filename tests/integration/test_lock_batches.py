@@ -13,16 +13,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from services.distributed_lock import (
-    DistributedLock,
-    acquire_many,
-    create_redis_client,
-    holders_many,
-    release_many,
-    schedule_lock_key,
-)
 from services.errors import LockUnavailable
-from services.timer_thread import shared_timer
+from services.lock.client import create_redis_client
+from services.lock.keys import schedule_lock_key
+from services.lock.lock import DistributedLock, acquire_many, holders_many, release_many
+from services.ops.timer import shared_timer
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import wait_until
 

@@ -18,11 +18,10 @@ import redis
 from psycopg.types.json import Jsonb
 
 from services.config import load_settings
+from services.engine.handlers import JobContext, register_python_handler
 from services.enhanced_scheduler import EnhancedScheduler
-from services.execution_store import Claim, OccurrenceKey
-from services.handlers import JobContext, register_python_handler
-from services.job_runner import LoadedSchedule, Occurrence
-from services.records import Schedule
+from services.model.occurrence import Claim, LoadedSchedule, Occurrence, OccurrenceKey
+from services.model.records import Schedule
 from tests.support.schedules import query
 from tests.support.waiting import wait_until
 

@@ -12,7 +12,8 @@ import pytest
 
 from database.connection import DatabaseConnection
 from services.errors import DatabaseError
-from services.execution_store import Claim, ExecutionStore, FinalResult, OccurrenceKey
+from services.model.occurrence import Claim, FinalResult, OccurrenceKey
+from services.store.executions import ExecutionStore
 from tests.support.schedules import insert_interval_schedules, query
 
 pytestmark = pytest.mark.timeout(60)

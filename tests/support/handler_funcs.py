@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 import structlog
 
-from services.handlers import JobContext, RetryableError
+from services.engine.handlers import JobContext, RetryableError
 
 
 def make_context(

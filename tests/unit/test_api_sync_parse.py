@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.api_sync import (
+from services.errors import InvalidScheduleError
+from services.sync.sync import (
     EXTERNAL_ID_NAMESPACE,
     ApiSyncError,
     map_domain_config_id,
@@ -18,7 +19,6 @@ from services.api_sync import (
     plan_sync,
     shown_url,
 )
-from services.errors import InvalidScheduleError
 
 URL = "https://api.example.com/v1/schedules?token=secret"
 

@@ -12,8 +12,8 @@ from croniter import croniter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.time_config import parse_schedule, validate_schedule
-from services.triggers import fire_times
+from services.model.fire_times import fire_times
+from services.model.spec import parse_schedule, validate_schedule
 
 pytestmark = pytest.mark.timeout(60)
 

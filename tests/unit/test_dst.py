@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.time_config import parse_schedule
-from services.triggers import fire_times, next_fire_time
+from services.model.fire_times import fire_times, next_fire_time
+from services.model.spec import parse_schedule
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.group_commit import GroupCommit
+from services.store.group_commit import GroupCommit
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(30)

@@ -8,8 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from services.errors import SchedulerError
-from services.handlers import (
+from services.engine.handlers import (
     JobContext,
     JobOutcome,
     PythonHandler,
@@ -17,7 +16,8 @@ from services.handlers import (
     build_handler_registry,
     register_python_handler,
 )
-from services.models import ExecutionStatus
+from services.errors import SchedulerError
+from services.model.vocabulary import ExecutionStatus
 from tests.support.handler_funcs import make_context
 
 FUNCS = "tests.support.handler_funcs"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.time_config import parse_schedule
-from services.triggers import fire_times
+from services.model.fire_times import fire_times
+from services.model.spec import parse_schedule
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,8 +41,8 @@ ROWS = [
 SCRIPT = """
 import json, sys
 from datetime import datetime
-from services.time_config import parse_schedule
-from services.triggers import fire_times
+from services.model.spec import parse_schedule
+from services.model.fire_times import fire_times
 rows = json.loads(sys.argv[1])
 created = datetime.fromisoformat("2026-03-01T08:15:07+00:00")
 now = datetime.fromisoformat("2026-03-28T20:00:00+00:00")

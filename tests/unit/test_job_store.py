@@ -6,7 +6,7 @@ import pytest
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.triggers.date import DateTrigger
 
-from services.job_store import HeapJobStore, build_job
+from services.scheduling.job_store import HeapJobStore, build_job
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from uuid import uuid4
 import pytest
 
 from database.connection import UnreadableJson, load_json
-from services.records import Schedule, schedules_from_json_text
-from services.time_config import parse_schedule
+from services.model.records import Schedule, schedules_from_json_text
+from services.model.spec import parse_schedule
 
 
 def _row(config: str, payload: str | None = '{"callable": "noop"}') -> dict[str, Any]:

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.errors import InvalidScheduleError
-from services.time_config import (
+from services.model.fire_times import fire_times
+from services.model.spec import (
     COMMON_KEYS,
     FREQUENCIES,
     SHAPE_KEYS,
@@ -18,7 +19,6 @@ from services.time_config import (
     parse_schedule,
     validate_schedule,
 )
-from services.triggers import fire_times
 
 pytestmark = pytest.mark.timeout(60)
 

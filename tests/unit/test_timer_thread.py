@@ -5,7 +5,7 @@ import threading
 import time
 import weakref
 
-from services.timer_thread import IDLE_EXIT, TimerThread
+from services.ops.timer import IDLE_EXIT, TimerThread
 from tests.support.waiting import wait_until
 
 

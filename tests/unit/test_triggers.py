@@ -10,14 +10,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from croniter import croniter
 
-from services.time_config import ScheduleSpec, parse_schedule
-from services.triggers import (
-    ScheduleTrigger,
-    fire_times,
-    is_expired,
-    jitter_offset,
-    next_fire_time,
-)
+from services.model.fire_times import fire_times, jitter_offset, next_fire_time
+from services.model.spec import ScheduleSpec, parse_schedule
+from services.scheduling.trigger import ScheduleTrigger
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -205,6 +200,11 @@ def test_jitter_never_fires_before_start_date() -> None:
     assert fires == sorted(fires) and len(set(fires)) == 24
     nominal = [fire.replace(minute=0, second=0) for fire in fires]
     assert nominal == [at("2026-05-04T14:00Z") + timedelta(hours=k) for k in range(24)]
+
+
+def is_expired(spec: ScheduleSpec, now: datetime, grace_seconds: float) -> bool:
+    """What the loader reports as `expired`: no fire time at or after now - grace."""
+    return next_fire_time(spec, None, now - timedelta(seconds=grace_seconds)) is None
 
 
 def test_is_expired() -> None:

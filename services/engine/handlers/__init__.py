@@ -1,0 +1,58 @@
+"""Job handlers: one per job type (`http`, `command`, `python`), looked up in a registry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.engine.handlers.base import (
+    Handler,
+    HandlerRegistry,
+    JobContext,
+    JobOutcome,
+    RetryableError,
+    RunLogger,
+    UnknownJobType,
+    format_utc,
+)
+from services.engine.handlers.command import CommandHandler
+from services.engine.handlers.http import HttpHandler
+from services.engine.handlers.python import PythonHandler, register_python_handler
+from services.model.vocabulary import JobType
+
+
+def build_handler_registry(
+    *,
+    http_allowed_hosts: Sequence[str],
+    job_webhook_url: str | None,
+    command_allowlist: Sequence[str],
+    python_handler_allowlist: Sequence[str],
+    request_timeout: float,
+) -> HandlerRegistry:
+    return HandlerRegistry(
+        {
+            JobType.HTTP.value: HttpHandler(
+                allowed_hosts=http_allowed_hosts,
+                webhook_url=job_webhook_url,
+                request_timeout=request_timeout,
+            ),
+            JobType.COMMAND.value: CommandHandler(allowlist=command_allowlist, kill_grace=1.0),
+            JobType.PYTHON.value: PythonHandler(allowlist=python_handler_allowlist),
+        }
+    )
+
+
+__all__ = [
+    "CommandHandler",
+    "Handler",
+    "HandlerRegistry",
+    "HttpHandler",
+    "JobContext",
+    "JobOutcome",
+    "PythonHandler",
+    "RetryableError",
+    "RunLogger",
+    "UnknownJobType",
+    "build_handler_registry",
+    "format_utc",
+    "register_python_handler",
+]

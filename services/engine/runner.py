@@ -1,0 +1,514 @@
+"""One occurrence, start to finish: lock ▸ claim ▸ handler ▸ fenced result ▸ release ▸ maybe retry.
+
+Exactly-once rests on two things: the Redis lock keeps two runs of one schedule from overlapping,
+and the database's unique key on (schedule_id, scheduled_for, attempt) keeps one occurrence from
+being claimed twice even if the lock failed. A run never starts without its lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import redis
+
+from services.clock import Clock
+from services.engine.handlers import HandlerRegistry, JobContext, JobOutcome, UnknownJobType
+from services.errors import DatabaseError, DatabaseUnavailable, LockUnavailable
+from services.lock.keys import schedule_lock_key
+from services.lock.lock import DistributedLock, acquire_many, holders_many, release_many
+from services.log import get_logger
+from services.metrics import Metrics
+from services.model.fire_times import next_fire_time
+from services.model.occurrence import (
+    Claim,
+    FinalResult,
+    LoadedSchedule,
+    Occurrence,
+    RunReport,
+    lock_token,
+    token_occurrence,
+)
+from services.model.retry import RetryPolicy
+from services.model.vocabulary import ExecutionStatus, JobType, RunTrigger
+from services.ops.timer import shared_timer
+from services.store.executions import ExecutionStore
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ActiveRun:
+    execution_id: UUID
+    occurrence: Occurrence
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str | None = None
+    lock: DistributedLock | None = None
+
+    def cancel(self, reason: str) -> None:
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        self.cancel_event.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """An occurrence this instance holds the lock of and has claimed: its handler may run."""
+
+    active: ActiveRun
+    claim: Claim
+    lock: DistributedLock
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A begun occurrence whose handler has returned; its result is not written yet."""
+
+    begun: Begun
+    outcome: JobOutcome
+    duration: float
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        store: ExecutionStore,
+        redis_client: redis.Redis,
+        handlers: HandlerRegistry,
+        metrics: Metrics,
+        clock: Clock,
+        retry_policy: RetryPolicy,
+        instance_id: str,
+        lock_ttl: float,
+        default_grace: float,
+        default_timeout: float,
+        default_job_type: str,
+        key_prefix: str = "",
+        schedule_retry: Callable[[Occurrence, datetime], None] | None = None,
+        park: Callable[[Occurrence], None] | None = None,
+        recheck: Callable[[Occurrence, float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.redis = redis_client
+        self.handlers = handlers
+        self.metrics = metrics
+        self.clock = clock
+        self.retry_policy = retry_policy
+        self.instance_id = instance_id
+        self.lock_ttl = lock_ttl
+        self.default_grace = default_grace
+        self.default_timeout = default_timeout
+        self.default_job_type = default_job_type
+        self.key_prefix = key_prefix
+        self.schedule_retry = schedule_retry
+        self.park = park
+        self.recheck = recheck
+        self._active: dict[UUID, ActiveRun] = {}
+        self._active_lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # -- the active-run registry ---------------------------------------------------------------
+
+    def active_runs(self) -> list[ActiveRun]:
+        with self._active_lock:
+            return list(self._active.values())
+
+    def cancel(self, execution_id: UUID, reason: str = "cancel_requested") -> bool:
+        with self._active_lock:
+            run = self._active.get(execution_id)
+        if run is None:
+            return False
+        run.cancel(reason)
+        return True
+
+    def stop_all(self) -> None:
+        """Shutdown: runs still going are told to stop and will be recorded `abandoned`."""
+        self._stopping.set()
+        for run in self.active_runs():
+            run.cancel("shutdown")
+
+    # -- one occurrence ---------------------------------------------------------------------
+
+    def grace_for(self, loaded: LoadedSchedule) -> float:
+        grace = loaded.spec.misfire_grace_time
+        return self.default_grace if grace is None else grace
+
+    def skip(self, occ: Occurrence, reason: str, kind: str, **details: Any) -> RunReport:
+        """Record a due occurrence as `skipped`, count it and say why. Never raises: a skip the
+        database refuses (its schedule was just deleted, say) is only logged."""
+        try:
+            recorded = self.store.record_skipped(occ.key(), reason, {"reason": kind, **details})
+        except DatabaseError as exc:
+            log.warning(
+                "run.skip_unrecorded", schedule_id=str(occ.loaded.schedule_id), error=str(exc)
+            )
+            recorded = False
+        self.metrics.misfires.labels(reason=kind).inc()
+        log.warning(
+            "run.skipped",
+            schedule_id=str(occ.loaded.schedule_id),
+            attempt=occ.attempt,
+            scheduled_for=occ.scheduled_for.isoformat(),
+            reason=reason,
+            recorded=recorded,
+        )
+        return RunReport(None, ExecutionStatus.SKIPPED.value, reason)
+
+    def run(self, occ: Occurrence) -> RunReport:
+        """One occurrence start to finish, on this thread (manual triggers, retries, catch-up)."""
+        (begun,) = self.begin([occ])
+        if isinstance(begun, RunReport):
+            return begun
+        (report,) = self.complete([self.execute(begun)])
+        return report
+
+    # -- the three phases: begin (many at once), execute (one per worker), complete (many) ----
+
+    def begin(self, occurrences: Sequence[Occurrence]) -> list[Begun | RunReport]:
+        """Lock and claim occurrences due together: one Redis round trip for all their locks,
+        one statement for all their claims. Begun: ours to run. RunReport: skipped, parked or
+        another run's, already accounted for."""
+        answers: list[Begun | RunReport | None] = [None] * len(occurrences)
+        candidates: list[tuple[int, ActiveRun, DistributedLock]] = []
+        now = self.clock.now()
+        for i, occ in enumerate(occurrences):
+            lateness = (now - occ.due_at).total_seconds()
+            grace = self.grace_for(occ.loaded)
+            if occ.trigger is not RunTrigger.MANUAL and lateness > grace:
+                answers[i] = self.skip(
+                    occ,
+                    f"missed by {lateness:.1f}s, beyond the misfire grace time of {grace:g}s",
+                    "late",
+                    lateness_seconds=round(lateness, 3),
+                )
+            elif self.store.database_down:
+                answers[i] = self._park(occ)
+            else:
+                active = ActiveRun(uuid4(), occ)
+                candidates.append((i, active, self._lock_for(active)))
+        held = self._acquire_all(candidates, answers)
+        if held:
+            self._claim_all(held, answers)
+        assert all(answer is not None for answer in answers)
+        return answers  # type: ignore[return-value]
+
+    def _lock_for(self, active: ActiveRun) -> DistributedLock:
+        occ = active.occurrence
+        active.lock = DistributedLock(
+            self.redis,
+            schedule_lock_key(occ.loaded.schedule_id, self.key_prefix),
+            self.lock_ttl,
+            self.instance_id,
+            token=lock_token(self.instance_id, active.execution_id, occ),
+            on_lost=lambda _lock: active.cancel("lock_lost"),
+        )
+        return active.lock
+
+    def _acquire_all(
+        self,
+        candidates: list[tuple[int, ActiveRun, DistributedLock]],
+        answers: list[Begun | RunReport | None],
+    ) -> list[tuple[int, ActiveRun, DistributedLock]]:
+        """Take the candidates' locks; those not taken get their answer (quiet conflict,
+        overlap or Redis skip). Returns the ones held."""
+        if not candidates:
+            return []
+        taken = acquire_many([lock for _, _, lock in candidates])
+        held = [c for c, got in zip(candidates, taken, strict=True) if got is True]
+        busy = [c for c, got in zip(candidates, taken, strict=True) if got is False]
+        for (i, active, _), got in zip(candidates, taken, strict=True):
+            if isinstance(got, LockUnavailable):
+                answers[i] = self.skip(active.occurrence, *_redis_skip(got))
+        holders = holders_many([lock for _, _, lock in busy]) if busy else []
+        for (i, active, lock), holder in zip(busy, holders, strict=True):
+            occ = active.occurrence
+            try:
+                if isinstance(holder, LockUnavailable):
+                    raise _Skip(*_redis_skip(holder))
+                if holder is None:  # released in between: one more try, alone
+                    if self._acquire(lock, occ):
+                        held.append((i, active, lock))
+                        continue
+                elif not self._same_occurrence(holder, lock, occ):
+                    self.metrics.lock_conflicts.inc()
+                    raise _Skip(
+                        f"lock {lock.key} is still held by an earlier run ({holder})", "overlap"
+                    )
+                else:
+                    self.metrics.lock_conflicts.inc()
+            except _Skip as skip:
+                answers[i] = self.skip(occ, skip.reason, skip.kind)
+                continue
+            # Another instance holds this very occurrence. Should it die before claiming it,
+            # the occurrence would vanish: look again once its lock must have expired.
+            if self.recheck is not None:
+                self.recheck(occ, self.lock_ttl + 1.0)
+            answers[i] = RunReport(None, "conflict", "lock held for this occurrence")
+        return held
+
+    @staticmethod
+    def _same_occurrence(holder: str, lock: DistributedLock, occ: Occurrence) -> bool:
+        parsed, mine = token_occurrence(holder), token_occurrence(lock.token)
+        same = parsed is not None and mine is not None and parsed[2:] == mine[2:]
+        if same:
+            log.debug("run.lock_conflict", schedule_id=str(occ.loaded.schedule_id), holder=holder)
+        return same
+
+    def _claim_all(
+        self,
+        held: list[tuple[int, ActiveRun, DistributedLock]],
+        answers: list[Begun | RunReport | None],
+    ) -> None:
+        requests = [(active.occurrence.key(), active.execution_id) for _, active, _ in held]
+        try:
+            claims = self.store.claim_many(requests)
+        except DatabaseUnavailable:
+            # Release first: another instance that can reach PostgreSQL may run them.
+            release_many([lock for _, _, lock in held])
+            for i, active, _ in held:
+                answers[i] = self._park(active.occurrence)
+            return
+        refused = []
+        for (i, active, lock), claim in zip(held, claims, strict=True):
+            if isinstance(claim, Claim):
+                with self._active_lock:
+                    self._active[active.execution_id] = active
+                self.metrics.running_executions.inc()
+                answers[i] = Begun(active, claim, lock)
+                continue
+            refused.append(lock)
+            if isinstance(claim, DatabaseUnavailable):
+                answers[i] = self._park(active.occurrence)
+            elif isinstance(claim, BaseException):
+                # e.g. the schedule was deleted a moment ago (foreign key): nothing to run.
+                log.info(
+                    "run.claim_refused",
+                    schedule_id=str(active.occurrence.loaded.schedule_id),
+                    error=str(claim),
+                    constraint=getattr(claim, "constraint", None),
+                )
+                answers[i] = RunReport(None, "conflict", "occurrence claim refused")
+            else:
+                answers[i] = RunReport(None, "conflict", "occurrence claimed by another run")
+        release_many(refused)
+
+    def execute(self, begun: Begun) -> Ended:
+        """Run the handler of a begun occurrence (on a worker thread); nothing is written yet."""
+        active, claim = begun.active, begun.claim
+        occ = active.occurrence
+        schedule = occ.loaded.schedule
+        timeout = occ.loaded.spec.timeout_seconds or self.default_timeout
+        # http and command handlers enforce their own time-out; a python callable runs in this
+        # thread and can only be told (through its cancel event) once its time is up.
+        backstop = None
+        if (schedule.job_type or self.default_job_type) == JobType.PYTHON:
+            backstop = shared_timer().call_later(timeout + 1.0, lambda: active.cancel("timeout"))
+        started = self.clock.monotonic()
+        lateness = (self.clock.now() - occ.due_at).total_seconds()
+        self.metrics.fire_lateness.observe(max(0.0, lateness))
+        # The fault suite counts these: two for one occurrence would be two runners.
+        log.debug(
+            "run.started",
+            schedule_id=str(schedule.schedule_id),
+            execution_id=str(claim.execution_id),
+            scheduled_for=occ.scheduled_for.isoformat(),
+            attempt=occ.attempt,
+            lateness_s=round(lateness, 3),
+        )
+        try:
+            outcome = self._call_handler(active, claim, timeout)
+        except Exception as exc:  # a handler bug must still end in a recorded result
+            log.exception("run.handler_crashed", schedule_id=str(schedule.schedule_id))
+            outcome = JobOutcome.failure(type(exc).__name__, str(exc), retryable=False)
+        finally:
+            if backstop is not None:
+                backstop.cancel()
+        return Ended(begun, outcome, self.clock.monotonic() - started)
+
+    def complete(self, ended: Sequence[Ended]) -> list[RunReport]:
+        """Record finished runs (one statement for all), release their locks, schedule retries."""
+        results = [self._final_result(e) for e in ended]
+        try:
+            written = self.store.finish_many(results)
+        finally:
+            with self._active_lock:
+                for e in ended:
+                    self._active.pop(e.begun.active.execution_id, None)
+            self.metrics.running_executions.dec(len(ended))
+            release_many([e.begun.lock for e in ended])
+        reports = []
+        for e, result, (row_written, schedule_written) in zip(ended, results, written, strict=True):
+            report, retry = self._account(e, result, row_written, schedule_written)
+            reports.append(report)
+            if (
+                retry is not None
+                and self.schedule_retry is not None
+                and not self._stopping.is_set()
+            ):
+                self.schedule_retry(*retry)
+        return reports
+
+    def _final_result(self, ended: Ended) -> FinalResult:
+        occ = ended.begun.active.occurrence
+        status, message, details = self._final_status(
+            ended.begun.active, ended.outcome, ended.begun.lock
+        )
+        now = self.clock.now()
+        return FinalResult(
+            execution_id=ended.begun.claim.execution_id,
+            fencing_token=ended.begun.claim.fencing_token,
+            status=status.value,
+            duration_seconds=ended.duration,
+            error_message=message,
+            error_details=details,
+            metadata=ended.outcome.metadata,
+            scan_id=ended.outcome.scan_id,
+            next_run=next_fire_time(occ.loaded.spec, max(now, occ.scheduled_for), now),
+        )
+
+    def _account(
+        self, ended: Ended, result: FinalResult, written: bool, schedule_written: bool
+    ) -> tuple[RunReport, tuple[Occurrence, datetime] | None]:
+        """Metrics, the run's log line, and the retry it may earn."""
+        occ = ended.begun.active.occurrence
+        status = ExecutionStatus(result.status)
+        self.metrics.executions.labels(status=status.value).inc()
+        self.metrics.execution_duration.observe(ended.duration)
+        fields = {
+            "schedule_id": str(occ.loaded.schedule_id),
+            "execution_id": str(result.execution_id),
+            "attempt": occ.attempt,
+            "scheduled_for": occ.scheduled_for.isoformat(),
+            "trigger": occ.trigger.value,
+        }
+        log.info(
+            "run.completed" if status is ExecutionStatus.COMPLETED else "run.finished",
+            **fields,
+            status=status.value,
+            duration_s=round(ended.duration, 3),
+            error=result.error_message,
+            written=written,
+            schedule_written=schedule_written,
+        )
+        if not written:
+            log.warning(
+                "run.result_refused", **fields, reason="row no longer ours (fenced or reaped)"
+            )
+        report = RunReport(result.execution_id, status.value, result.error_message or "")
+        attempts = self.retry_policy.attempts_for(occ.loaded.spec.max_retries)
+        lock_lost = ended.begun.lock.lost.is_set()
+        retryable = ended.outcome.retryable and not lock_lost and status in _RETRYABLE
+        if not retryable or occ.attempt >= attempts:
+            return report, None
+        delay = self.retry_policy.delay(occ.attempt)
+        due = self.clock.now() + timedelta(seconds=delay)
+        log.info(
+            "run.retry_scheduled", **fields, next_attempt=occ.attempt + 1, delay_s=round(delay, 3)
+        )
+        retry = replace(occ, attempt=occ.attempt + 1, trigger=RunTrigger.RETRY, due_at=due)
+        return report, (retry, due)
+
+    def _park(self, occ: Occurrence) -> RunReport:
+        """PostgreSQL is unreachable: hold the occurrence (no lock, no worker) until it returns;
+        it then runs if still within its grace, else it is recorded skipped."""
+        if self.park is None or self._stopping.is_set():
+            return self.skip(occ, "PostgreSQL unreachable when the occurrence was due", "database")
+        self.park(occ)
+        log.warning(
+            "run.parked",
+            schedule_id=str(occ.loaded.schedule_id),
+            scheduled_for=occ.scheduled_for.isoformat(),
+            attempt=occ.attempt,
+        )
+        return RunReport(None, "parked", "waiting for PostgreSQL")
+
+    def _acquire(self, lock: DistributedLock, occ: Occurrence) -> bool:
+        """True when held. False: this occurrence is someone else's (quiet). _Skip: it cannot
+        run now (Redis down, or an earlier run of the schedule still holds the lock)."""
+        for _ in range(2):  # a holder that releases between our SET and GET gets one more try
+            try:
+                if lock.acquire():
+                    return True
+                holder = lock.holder()
+            except LockUnavailable as exc:
+                raise _Skip(*_redis_skip(exc)) from None
+            if holder is None:
+                continue
+            self.metrics.lock_conflicts.inc()
+            if self._same_occurrence(holder, lock, occ):
+                return False
+            raise _Skip(f"lock {lock.key} is still held by an earlier run ({holder})", "overlap")
+        return False
+
+    def _call_handler(self, active: ActiveRun, claim: Claim, timeout: float) -> JobOutcome:
+        occ = active.occurrence
+        schedule = occ.loaded.schedule
+        job_type = schedule.job_type or self.default_job_type
+        try:
+            handler = self.handlers.get(job_type)
+            payload = dict(schedule.payload) if isinstance(schedule.payload, dict) else {}
+            if schedule.profile_id is not None:
+                payload = {**self.store.profile_settings(schedule.profile_id), **payload}
+        except (UnknownJobType, DatabaseUnavailable, DatabaseError) as exc:
+            return JobOutcome.failure(type(exc).__name__, str(exc), retryable=False)
+        ctx = JobContext(
+            execution_id=claim.execution_id,
+            schedule_id=schedule.schedule_id,
+            domain_config_id=schedule.domain_config_id,
+            domain=schedule.domain,
+            profile_id=schedule.profile_id,
+            scheduled_for=occ.scheduled_for,
+            attempt=occ.attempt,
+            job_type=job_type,
+            payload=payload,
+            timeout=timeout,
+            cancel_event=active.cancel_event,
+            log=log.bind(
+                schedule_id=str(schedule.schedule_id), execution_id=str(claim.execution_id)
+            ),
+        )
+        return handler.run(ctx)
+
+    def _final_status(
+        self, active: ActiveRun, outcome: JobOutcome, lock: DistributedLock
+    ) -> tuple[ExecutionStatus, str | None, dict[str, Any] | None]:
+        status = ExecutionStatus(outcome.status)
+        message = outcome.error_message
+        details = dict(outcome.error_details) if outcome.error_details else None
+        if lock.lost.is_set():
+            self.metrics.lock_lost.inc()
+            details = {**(details or {}), "lock_lost": True}
+            if status is not ExecutionStatus.COMPLETED:
+                status = ExecutionStatus.FAILED
+                message = f"lock {lock.key} was lost while the run was going; the run was stopped"
+        elif status is ExecutionStatus.CANCELLED:
+            reason = active.cancel_reason
+            if reason == "shutdown":
+                status = ExecutionStatus.ABANDONED
+                message = "the instance shut down before the run finished"
+            elif reason == "timeout":
+                status = ExecutionStatus.TIMED_OUT
+                message = "the run did not finish within its time-out"
+            else:
+                message = message or "cancelled on request"
+        return status, message, details
+
+
+_RETRYABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})
+
+
+def _redis_skip(error: LockUnavailable) -> tuple[str, str]:
+    """(reason, kind) of an occurrence not run because Redis could not be asked for its lock."""
+    return f"Redis unreachable, not run without its lock: {error}", "redis"
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind

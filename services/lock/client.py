@@ -1,0 +1,67 @@
+"""The Redis client: explicit time-outs, a bounded pool, one quick retry."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+# One quick retry heals a pooled connection that died with a Redis restart; redis-py's default
+# (10 retries up to 1 s apart) would hide an outage for seconds and delay loss detection.
+CLIENT_RETRIES = 1
+
+
+def create_redis_client(
+    url: str,
+    *,
+    max_connections: int = 50,
+    socket_timeout: float = 5.0,
+    connect_timeout: float = 5.0,
+    health_check_interval: int = 30,
+) -> redis.Redis:
+    """A client with explicit time-outs and a bounded pool (callers wait for a free connection)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=connect_timeout,  # wait for a free pooled connection no longer than for a new one
+        decode_responses=True,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        health_check_interval=health_check_interval,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=CLIENT_RETRIES),
+    )
+    # from_pool: closing the client also closes its pool.
+    return redis.Redis.from_pool(pool)
+
+
+_client: redis.Redis | None = None
+_client_lock = threading.Lock()
+
+
+def get_redis_client() -> redis.Redis:
+    """The process-wide client, built on first use from the settings (REDIS_URL or REDIS_HOST)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            from services.config import get_settings  # late: config must not import Redis code
+
+            settings = get_settings()
+            # Small enough that a hung Redis cannot block a renewal past a third of the TTL.
+            socket_timeout = min(5.0, settings.lock_timeout / (3 * (CLIENT_RETRIES + 1)))
+            _client = create_redis_client(
+                settings.redis_url,
+                max_connections=settings.redis_max_connections,
+                socket_timeout=socket_timeout,
+            )
+        return _client
+
+
+def close_redis_client() -> None:
+    """Close and forget the process-wide client (at shutdown, and between tests)."""
+    global _client
+    with _client_lock:
+        client, _client = _client, None
+    if client is not None:
+        client.close()

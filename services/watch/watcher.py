@@ -1,0 +1,291 @@
+"""ScheduleWatcher: keeps the scheduler's jobs equal to the enabled, valid rows of `schedules`.
+
+Three kinds of pass, each touching only what changed:
+- notified: LISTEN schedules_changed; the ids named by notifications (debounced ~100 ms) are
+  fetched and applied, so an edit reaches the scheduler in well under a second;
+- incremental, every SCHEDULE_CHECK_INTERVAL: rows whose configuration changed in a transaction
+  not yet covered by the watermark (a transaction id, not a clock: see `changed_since`), and
+  tombstones of deleted rows; this repairs any missed notification;
+- full, every FULL_PASS_EVERY intervals: every row's stored hash against what was applied.
+The daemon's own writes (next_run, last_*) never change the hash, so they never look like edits.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from database.connection import DatabaseConnection, load_json
+from database.queries import load_queries
+from services.clock import Clock
+from services.errors import DatabaseError, DatabaseUnavailable
+from services.log import get_logger
+from services.metrics import Metrics
+from services.model.records import Schedule, schedules_from_json_text
+from services.watch.loader import ScheduleLoader
+
+_SQL = load_queries("watcher")
+log = get_logger(__name__)
+CHANNEL = "schedules_changed"
+FULL_PASS_EVERY = 10
+DEBOUNCE_SECONDS = 0.02  # long enough to gather one statement's burst of notifications
+FETCH_BATCH = 5000
+
+
+class ScheduleWatcher:
+    def __init__(
+        self,
+        db: DatabaseConnection,
+        loader: ScheduleLoader,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        database_url: str,
+        interval: float,
+        stop: threading.Event,
+    ) -> None:
+        self.db = db
+        self.loader = loader
+        self.metrics = metrics
+        self.clock = clock
+        self.database_url = database_url
+        self.interval = interval
+        self.stop = stop
+        self._applied: dict[UUID, str] = {}  # every row seen (valid or not) -> its config hash
+        self._watermark: str | None = None
+        self._notified: set[UUID] = set()
+        self._notified_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._passes = 0
+        self._pass_requested = False
+        self.listening = False
+        self.notifications_received = 0
+        self.last_pass: dict[str, Any] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        # Other channels the listener's connection serves: channel -> callback(payload).
+        self.channels: dict[str, Callable[[str], None]] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def initial_load(self, *, catch_up: bool = True) -> Counter[str]:
+        """Load every row (catching up on missed occurrences, unless `catch_up` is False); the
+        watermark is taken first, so a change committed during the load is seen by the first
+        incremental pass."""
+        started = time.monotonic()
+        self._watermark = self.db.fetch_value(_SQL["current_xmin"])
+        # The load allocates millions of long-lived objects; cyclic GC passes over them while
+        # they are being built cost more than the load itself at 100,000 schedules. Afterwards
+        # they are frozen out of later full collections.
+        gc_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            rows = schedules_from_json_text(self.db.fetch_all(_SQL["all_schedules"]), load_json)
+            outcomes = self._apply(rows, catch_up=catch_up, background=True)
+        finally:
+            if gc_enabled:
+                gc.enable()
+            gc.freeze()  # no collection first: it took most of a second, for little garbage
+        self._record_pass("initial", started, outcomes, len(rows))
+        return outcomes
+
+    def start(self) -> None:
+        for name, target in (("schedule-watcher", self._loop), ("schedule-listener", self._listen)):
+            self._start_thread(name, target)
+
+    def ensure_alive(self) -> None:
+        for name, thread in list(self._threads.items()):
+            if not thread.is_alive() and not self.stop.is_set():
+                log.error("thread.died_restarting", thread=name)
+                self._start_thread(name, self._loop if name == "schedule-watcher" else self._listen)
+
+    def join(self, timeout: float) -> None:
+        self._wake.set()
+        for thread in self._threads.values():
+            thread.join(timeout)
+
+    def _start_thread(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads[name] = thread
+        thread.start()
+
+    # -- the watcher loop ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_interval = time.monotonic() + self.interval
+        while not self.stop.is_set():
+            self._wake.wait(max(0.0, next_interval - time.monotonic()))
+            if self.stop.is_set():
+                break
+            try:
+                if self._wake.is_set():
+                    self._wake.clear()
+                    self.stop.wait(DEBOUNCE_SECONDS)  # gather the rest of a burst of edits
+                    self.notified_pass()
+                if self._pass_requested or time.monotonic() >= next_interval:
+                    self._pass_requested = False
+                    self._passes += 1
+                    if self._passes % FULL_PASS_EVERY == 0:
+                        self.full_pass()
+                    else:
+                        self.incremental_pass()
+                    next_interval = time.monotonic() + self.interval
+            except (DatabaseUnavailable, DatabaseError) as exc:
+                log.warning("watcher.pass_failed", error=str(exc))
+                next_interval = time.monotonic() + min(self.interval, 5.0)
+            except Exception:
+                log.exception("watcher.pass_crashed")
+                next_interval = time.monotonic() + self.interval
+
+    def request_pass(self) -> None:
+        """Ask for an incremental pass now (e.g. after the listener reconnected)."""
+        self._pass_requested = True
+        self._wake.set()
+
+    # -- passes -------------------------------------------------------------------------------
+
+    def notified_pass(self) -> Counter[str]:
+        with self._notified_lock:
+            ids, self._notified = self._notified, set()
+        if not ids:
+            return Counter()
+        started = time.monotonic()
+        outcomes = self._refresh(ids)
+        self._record_pass("notified", started, outcomes, len(ids))
+        return outcomes
+
+    def incremental_pass(self) -> Counter[str]:
+        started = time.monotonic()
+        if self._watermark is None:
+            self._watermark = self.db.fetch_value(_SQL["current_xmin"])
+        since = self._watermark
+        rows = self.db.fetch_all(_SQL["changed_since"], {"since": since})
+        next_watermark = rows[0]["xmin"]
+        changed = {
+            r["schedule_id"]
+            for r in rows
+            if r["schedule_id"] is not None
+            and self._applied.get(r["schedule_id"]) != r["config_hash"]
+        }
+        deleted = {
+            r["schedule_id"] for r in self.db.fetch_all(_SQL["deleted_since"], {"since": since})
+        }
+        outcomes = self._refresh(changed | (deleted & set(self._applied)))
+        self._watermark = next_watermark
+        self._record_pass("incremental", started, outcomes, len(rows))
+        return outcomes
+
+    def full_pass(self) -> Counter[str]:
+        started = time.monotonic()
+        watermark = self.db.fetch_value(_SQL["current_xmin"])
+        rows = self.db.fetch_all(_SQL["all_hashes"])
+        present = {r["schedule_id"]: r["config_hash"] for r in rows}
+        changed = {sid for sid, h in present.items() if self._applied.get(sid) != h}
+        gone = (set(self._applied) | self.loader.loaded_ids()) - set(present)
+        outcomes = self._refresh(changed | gone)
+        self._watermark = watermark
+        self.db.execute(_SQL["prune_tombstones"])
+        self._record_pass("full", started, outcomes, len(rows))
+        return outcomes
+
+    def _refresh(self, ids: Iterable[UUID]) -> Counter[str]:
+        """Fetch the current rows of `ids` and apply them; ids with no row are removed."""
+        wanted = list(ids)
+        outcomes: Counter[str] = Counter()
+        for start in range(0, len(wanted), FETCH_BATCH):
+            batch = wanted[start : start + FETCH_BATCH]
+            rows = [
+                Schedule.from_row(r)
+                for r in self.db.fetch_all(_SQL["schedules_by_ids"], {"ids": batch})
+            ]
+            outcomes.update(self._apply(rows))
+            for missing in set(batch) - {r.schedule_id for r in rows}:
+                self._applied.pop(missing, None)
+                if self.loader.remove(missing):
+                    outcomes["removed"] += 1
+        return outcomes
+
+    def _apply(
+        self, rows: list[Schedule], *, catch_up: bool = False, background: bool = False
+    ) -> Counter[str]:
+        outcomes = self.loader.apply_many(rows, catch_up=catch_up, background=background)
+        for row in rows:
+            self._applied[row.schedule_id] = row.config_hash
+        return outcomes
+
+    def _record_pass(self, kind: str, started: float, outcomes: Counter[str], scanned: int) -> None:
+        duration = time.monotonic() - started
+        self.metrics.watch_duration.observe(duration)
+        for outcome, count in outcomes.items():
+            if outcome != "unchanged":
+                self.metrics.watch_changes.labels(kind=outcome).inc(count)
+        self.last_pass = {
+            "kind": kind,
+            "at": self.clock.now().isoformat(),
+            "duration_s": round(duration, 4),
+            "scanned": scanned,
+            "changes": {k: v for k, v in outcomes.items() if k != "unchanged"},
+            "jobs_loaded": self.loader.count,
+        }
+        if any(k != "unchanged" for k in outcomes):
+            log.info("watcher.pass", **self.last_pass)
+
+    # -- LISTEN -------------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        delay = 0.5
+        first = True
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(
+                    self.database_url,
+                    autocommit=True,
+                    connect_timeout=5,
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
+                ) as conn:
+                    for channel in (CHANNEL, *self.channels):
+                        conn.execute(f"LISTEN {channel}")
+                    self.listening = True
+                    delay = 0.5
+                    log.info("watcher.listening", channel=CHANNEL)
+                    if not first:
+                        self.request_pass()  # notifications may have been lost meanwhile
+                    first = False
+                    while not self.stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            callback = self.channels.get(note.channel, self._on_notification)
+                            callback(note.payload)
+            except psycopg.Error as exc:
+                if self.listening:
+                    log.warning("watcher.listener_lost", error=str(exc).splitlines()[0])
+                self.listening = False
+                self.stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        self.listening = False
+
+    def _on_notification(self, payload: str) -> None:
+        try:
+            schedule_id = UUID(payload)
+        except ValueError:
+            return
+        self.notifications_received += 1
+        with self._notified_lock:
+            self._notified.add(schedule_id)
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "last_pass": self.last_pass,
+            "listening": self.listening,
+            "notifications_received": self.notifications_received,
+            "watermark": self._watermark,
+        }

@@ -240,7 +240,6 @@ class ScheduleWatcher:
 
     def _listen(self) -> None:
         delay = 0.5
-        first = True
         while not self.stop.is_set():
             try:
                 with psycopg.connect(
@@ -257,9 +256,10 @@ class ScheduleWatcher:
                     self.listening = True
                     delay = 0.5
                     log.info("watcher.listening", channel=CHANNEL)
-                    if not first:
-                        self.request_pass()  # notifications may have been lost meanwhile
-                    first = False
+                    # Edits committed before LISTEN held sent notifications nobody heard: on the
+                    # first connection those since the start-up load's watermark, after a
+                    # reconnect those of the outage. A pass from the watermark applies them now.
+                    self.request_pass()
                     while not self.stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             callback = self.channels.get(note.channel, self._on_notification)

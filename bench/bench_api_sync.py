@@ -20,7 +20,9 @@ from bench.common import (
     scheduler_logs,
 )
 from database.connection import DatabaseConnection
-from services.sync.sync import ApiClient, ApiSync
+from services.store.schedules import ScheduleRepository
+from services.sync.client import ApiClient
+from services.sync.sync import ApiSync
 from tests.support.http_server import RecordingHTTPServer, ScriptedResponse
 
 _SCHEDULES: tuple[dict[str, Any], ...] = (
@@ -67,7 +69,8 @@ def run() -> list[Record]:
     with bench_database() as url, scheduler_logs(), RecordingHTTPServer() as server:
         db = DatabaseConnection(url, min_size=1, max_size=2)
         try:
-            sync = ApiSync(db, ApiClient(server.url, timeout=30), disable_missing=True)
+            client = ApiClient(server.url, timeout=30)
+            sync = ApiSync(ScheduleRepository(db), client, disable_missing=True)
             first, result = _timed_sync(sync, server, items(n))
             assert result.counts["created"] == n, result.counts
             again, result = _timed_sync(sync, server, items(n))

@@ -229,7 +229,7 @@ def _full_path(daemon: EnhancedScheduler, loaded: list[LoadedSchedule], runs: in
 def _pipeline_path(daemon: EnhancedScheduler, loaded: list[LoadedSchedule]) -> Rate:
     """One occurrence of each schedule, all queued at once into the daemon's RunPipeline (as
     APScheduler's executor does when they are due together); timed until the last is recorded."""
-    daemon.scheduler.start(paused=True)  # the worker pool
+    daemon.jobs.start(paused=True)  # the worker pool
     daemon.pipeline.start()
     moment = datetime.now(UTC).replace(microsecond=0)
     left = len(loaded)

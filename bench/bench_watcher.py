@@ -226,7 +226,7 @@ def timed_start(daemon: EnhancedScheduler) -> tuple[float, float, PhaseTimer]:
         ),
         (daemon.loader, "parse", "parse time_config", None),
         (loader_module, "next_fire_time", "next fire time", None),
-        (daemon.job_store, "put_job", "job store put", None),
+        (daemon.jobs.store, "put_job", "job store put", None),
         (loader_module, "log", "logging", _TimedLog(loader_module.log, timer)),
     ]
     with ExitStack() as stack:

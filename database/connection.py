@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
@@ -118,6 +119,30 @@ class Session:
             raise translate_error(exc, self._target) from exc
 
 
+class Listener:
+    """A dedicated autocommit connection, outside the pool, that LISTENs on channels."""
+
+    def __init__(self, conn: psycopg.Connection[Any], target: str) -> None:
+        self.conn = conn
+        self._target = target
+
+    def listen(self, channels: Iterable[str]) -> None:
+        """LISTEN on each channel (a name quoted as an identifier, never pasted into SQL)."""
+        try:
+            for channel in channels:
+                self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.Error as exc:
+            raise translate_error(exc, self._target) from exc
+
+    def notifications(self, timeout: float) -> Iterator[tuple[str, str]]:
+        """(channel, payload) of each notification as it arrives, for `timeout` seconds."""
+        try:
+            for note in self.conn.notifies(timeout=timeout):
+                yield note.channel, note.payload
+        except psycopg.Error as exc:
+            raise translate_error(exc, self._target) from exc
+
+
 class DatabaseConnection:
     """A bounded pool of connections to one database (min/max size from settings)."""
 
@@ -211,6 +236,29 @@ class DatabaseConnection:
         except DatabaseUnavailable:
             return False
         return True
+
+    @contextmanager
+    def listening(self, channels: Iterable[str]) -> Iterator[Listener]:
+        """A new connection LISTENing on `channels` (with keepalives), closed on exit.
+        DatabaseUnavailable when it cannot connect or is lost."""
+        try:
+            # It idles for hours: TCP keepalives notice a server that vanished without closing
+            # it (a cut cable, a frozen VM) within about a minute, instead of never.
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=5,
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+            )
+        except psycopg.Error as exc:
+            raise translate_error(exc, self.target) from exc
+        with conn:
+            listener = Listener(conn, self.target)
+            listener.listen(channels)
+            yield listener
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

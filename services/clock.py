@@ -16,6 +16,10 @@ class Clock(Protocol):
         """Seconds from an arbitrary origin, for durations and deadlines."""
         ...
 
+    def sleep(self, seconds: float) -> None:
+        """Wait (a fake clock advances instead)."""
+        ...
+
 
 class SystemClock:
     """The real clock, optionally shifted (to simulate an instance whose clock is off)."""
@@ -28,3 +32,6 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)

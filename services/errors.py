@@ -51,3 +51,16 @@ class LockUnavailable(SchedulerError):
 
 class MigrationError(SchedulerError):
     """A migration file is malformed, was edited after it was applied, or failed to apply."""
+
+
+class ApiSyncError(SchedulerError):
+    """The API's answer could not be read as a whole; nothing was changed.
+
+    `case` names what went wrong (one of `services.sync.client.CASES`: unreachable, timeout,
+    http_status, ...); `status` is the HTTP status when there was one.
+    """
+
+    def __init__(self, case: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.case = case
+        self.status = status

@@ -104,29 +104,9 @@ SET status = 'abandoned', completed_at = now(),
 WHERE execution_id = %(execution_id)s AND status = 'running'
 RETURNING execution_id;
 
--- name: set_next_runs
--- Write next_run for many schedules at once, touching only rows whose value differs.
-UPDATE schedules s
-SET next_run = v.next_run
-FROM unnest(%(schedule_ids)s::uuid[], %(next_runs)s::timestamptz[]) AS v(schedule_id, next_run)
-WHERE s.schedule_id = v.schedule_id AND s.next_run IS DISTINCT FROM v.next_run;
-
--- name: mark_schedule_status
--- Set last_status/last_error (e.g. 'invalid', 'expired') unless already exactly that.
-UPDATE schedules
-SET last_status = %(status)s, last_error = %(error)s, next_run = NULL
-WHERE schedule_id = %(schedule_id)s
-  AND (last_status IS DISTINCT FROM %(status)s OR last_error IS DISTINCT FROM %(error)s
-       OR next_run IS NOT NULL);
-
 -- name: get_profile_settings
 -- A scan profile's settings, merged under a job's payload.
 SELECT settings FROM scan_profiles WHERE profile_id = %(profile_id)s;
-
--- name: clear_schedule_mark
--- A fixed row loses its 'invalid'/'expired' mark.
-UPDATE schedules SET last_status = NULL, last_error = NULL
-WHERE schedule_id = %(schedule_id)s AND last_status IN ('invalid', 'expired');
 
 -- name: occurrence_exists
 -- Whether (schedule, occurrence, attempt) has a row, whatever its status.

@@ -21,7 +21,7 @@ RETURNING *;
 
 -- name: open_cancels_for
 -- Cancel requests aimed at runs this instance is running.
-SELECT request_id, execution_id FROM run_requests
+SELECT * FROM run_requests
 WHERE kind = 'cancel' AND done_at IS NULL AND execution_id = ANY(%(execution_ids)s::uuid[]);
 
 -- name: complete_request

@@ -44,3 +44,129 @@ LIMIT %(limit)s;
 -- name: list_invalid
 -- Rows the daemon marked invalid, with the reason.
 SELECT * FROM schedules WHERE last_status = 'invalid' ORDER BY created_at, schedule_id;
+
+-- The daemon's bookkeeping: next_run and the invalid/expired marks (never a config change).
+
+-- name: set_next_runs
+-- Write next_run for many schedules at once, touching only rows whose value differs.
+UPDATE schedules s
+SET next_run = v.next_run
+FROM unnest(%(schedule_ids)s::uuid[], %(next_runs)s::timestamptz[]) AS v(schedule_id, next_run)
+WHERE s.schedule_id = v.schedule_id AND s.next_run IS DISTINCT FROM v.next_run;
+
+-- name: mark_schedule_status
+-- Set last_status/last_error (e.g. 'invalid', 'expired') unless already exactly that.
+UPDATE schedules
+SET last_status = %(status)s, last_error = %(error)s, next_run = NULL
+WHERE schedule_id = %(schedule_id)s
+  AND (last_status IS DISTINCT FROM %(status)s OR last_error IS DISTINCT FROM %(error)s
+       OR next_run IS NOT NULL);
+
+-- name: clear_schedule_mark
+-- A fixed row loses its 'invalid'/'expired' mark.
+UPDATE schedules SET last_status = NULL, last_error = NULL
+WHERE schedule_id = %(schedule_id)s AND last_status IN ('invalid', 'expired');
+
+-- The watcher: what changed since a watermark, the start-up load, the safety pass.
+
+-- name: changed_since
+-- Configuration changes committed since the watermark, and the next watermark: the oldest
+-- transaction still open at this statement's snapshot (anything committing later has an xid at
+-- least that), so a long transaction that commits after this pass is still seen by the next.
+WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin)
+SELECT snap.xmin, s.schedule_id, s.config_hash, s.enabled
+FROM snap LEFT JOIN schedules s ON s.config_xid >= %(since)s::xid8;
+
+-- name: deleted_since
+-- Schedules deleted since the watermark.
+SELECT DISTINCT schedule_id FROM schedule_tombstones WHERE deleted_xid >= %(since)s::xid8;
+
+-- name: current_xmin
+-- The watermark to start from: the oldest transaction open right now.
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin;
+
+-- name: all_schedules
+-- The start-up load: every schedule, the columns of the Schedule record, with time_config and
+-- payload as text (decoded once per distinct value by the loader).
+SELECT schedule_id, domain_config_id, domain, frequency, time_config::text AS time_config_json,
+       enabled, name, profile_id, job_type, payload::text AS payload_json, source, next_run,
+       last_run, last_status, last_error, config_hash, created_at, updated_at
+FROM schedules;
+
+-- name: all_hashes
+-- The safety pass: every schedule's id, configuration hash and enabled flag.
+SELECT schedule_id, config_hash, enabled FROM schedules;
+
+-- name: schedules_by_ids
+-- Full rows of the schedules that changed.
+SELECT * FROM schedules WHERE schedule_id = ANY(%(ids)s::uuid[]);
+
+-- name: prune_tombstones
+-- Forget deletions every instance has long since applied.
+DELETE FROM schedule_tombstones WHERE deleted_at < now() - interval '1 day';
+
+-- The API sync: the rows with source = 'api', read and written in one transaction.
+
+-- name: lock_api_sync
+-- Serialise appliers inside PostgreSQL too (the Redis lock decides who fetches; this keeps
+-- read-plan-write correct even if two syncs ever overlap). Released at commit/rollback.
+SELECT pg_advisory_xact_lock(hashtextextended('enhanced_scheduler:api_sync', 0));
+
+-- name: diff_api_rows
+-- The incoming items (a JSON array of {domain_config_id, domain, frequency, time_config,
+-- enabled, job_type, payload}) that are new or differ from their api row: the row's id (NULL
+-- when new) and, per managed column, whether it differs. jsonb equality: 1 = 1.0, true <> 1.
+WITH incoming AS (
+    SELECT (e ->> 'domain_config_id')::uuid AS domain_config_id, e ->> 'domain' AS domain,
+           e ->> 'frequency' AS frequency, e -> 'time_config' AS time_config,
+           (e ->> 'enabled')::boolean AS enabled, e ->> 'job_type' AS job_type,
+           e -> 'payload' AS payload
+    FROM jsonb_array_elements(%(rows)s::jsonb) AS e
+)
+SELECT i.domain_config_id, s.schedule_id,
+       s.domain IS DISTINCT FROM i.domain AS domain,
+       s.frequency IS DISTINCT FROM i.frequency AS frequency,
+       s.time_config IS DISTINCT FROM i.time_config AS time_config,
+       s.enabled IS DISTINCT FROM i.enabled AS enabled,
+       s.job_type IS DISTINCT FROM i.job_type AS job_type,
+       s.payload IS DISTINCT FROM i.payload AS payload
+FROM incoming AS i
+LEFT JOIN schedules AS s ON s.source = 'api' AND s.domain_config_id = i.domain_config_id
+WHERE s.schedule_id IS NULL
+   OR (s.domain::text, s.frequency::text, s.time_config, s.enabled, s.job_type::text, s.payload)
+      IS DISTINCT FROM (i.domain, i.frequency, i.time_config, i.enabled, i.job_type, i.payload);
+
+-- name: missing_api_rows
+-- Enabled api rows whose domain_config_id the answer does not list (hash anti-join).
+SELECT s.schedule_id, s.domain_config_id, s.domain, s.payload ->> 'external_id' AS external_id
+FROM schedules AS s
+WHERE s.source = 'api' AND s.enabled
+  AND NOT EXISTS (
+      SELECT 1 FROM unnest(%(present)s::uuid[]) AS p (id) WHERE p.id = s.domain_config_id);
+
+-- name: insert_api_rows
+-- Create api rows from a JSON array of {domain_config_id, domain, frequency, time_config,
+-- enabled, job_type, payload}; one statement for the whole batch.
+INSERT INTO schedules (domain_config_id, domain, frequency, time_config, enabled, job_type,
+                       payload, source)
+SELECT (e ->> 'domain_config_id')::uuid, e ->> 'domain', e ->> 'frequency', e -> 'time_config',
+       (e ->> 'enabled')::boolean, e ->> 'job_type', e -> 'payload', 'api'
+FROM jsonb_array_elements(%(rows)s::jsonb) AS e;
+
+-- name: update_api_rows
+-- Rewrite the managed columns of api rows from a JSON array of {schedule_id, ...}; name and
+-- profile_id are not the API's and stay as they are.
+UPDATE schedules AS s
+SET domain = e ->> 'domain',
+    frequency = e ->> 'frequency',
+    time_config = e -> 'time_config',
+    enabled = (e ->> 'enabled')::boolean,
+    job_type = e ->> 'job_type',
+    payload = e -> 'payload'
+FROM jsonb_array_elements(%(rows)s::jsonb) AS e
+WHERE s.schedule_id = (e ->> 'schedule_id')::uuid AND s.source = 'api';
+
+-- name: disable_api_rows
+-- Disable (never delete) api rows that a complete answer no longer lists.
+UPDATE schedules SET enabled = false
+WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND source = 'api' AND enabled;

@@ -6,11 +6,22 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 
 from services.cli import migrate, runs, schedules, sync
 from services.cli.common import EXIT_OK, fail
 from services.errors import ConfigurationError, SchedulerError
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """What the commands need of the daemon itself, passed in by scheduler.py (the CLI never
+    builds one): `run` blocks until SIGTERM/SIGINT and returns the exit code; `trigger_locally`
+    runs one schedule in this process (`trigger --local`)."""
+
+    run: Callable[[], int]
+    trigger_locally: runs.LocalTrigger
 
 
 def _quiet_logging() -> None:
@@ -38,31 +49,26 @@ COMMANDS: list[Command] = [
 ]
 
 
-def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_run(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], run: Callable[[], int]
+) -> None:
     parser = subparsers.add_parser(
         "run",
         help="start the scheduler daemon (blocks until SIGTERM/SIGINT)",
         epilog="example: python scheduler.py run",
     )
-    parser.set_defaults(handler=_run_daemon)
+    parser.set_defaults(handler=lambda _args: run())
 
 
-def _run_daemon(_: argparse.Namespace) -> int:
-    from services.enhanced_scheduler import run_enhanced_scheduler
-
-    code: int = run_enhanced_scheduler()
-    return code
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(daemon: Daemon) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scheduler.py",
         description="Enhanced Scheduler: schedules in PostgreSQL, runs under Redis locks.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_run(subparsers)
+    _add_run(subparsers, daemon.run)
     schedules.register(subparsers)
-    runs.register(subparsers)
+    runs.register(subparsers, trigger_locally=daemon.trigger_locally)
     for name, help_text, example, module in COMMANDS:
         sub = subparsers.add_parser(name, help=help_text, epilog=f"example: python {example}")
         module.add_arguments(sub)
@@ -71,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str], daemon: Daemon) -> int:
+    args = build_parser(daemon).parse_args(argv)
     if args.command != "run":
         _quiet_logging()
     try:

@@ -6,17 +6,18 @@ from functools import cache
 
 import redis
 
-from database.connection import DatabaseConnection
 from services.config import get_settings
 from services.lock.client import create_redis_client
 from services.store.history import JobHistory
+from services.store.pool import DatabaseConnection, open_pool
+from services.store.run_requests import RunRequestStore
 from services.store.schedules import ScheduleRepository
 
 
 @cache
-def database() -> DatabaseConnection:
+def _pool() -> DatabaseConnection:
     settings = get_settings()
-    return DatabaseConnection(settings.database_url, min_size=0, max_size=2, pool_timeout=10)
+    return open_pool(settings.database_url, min_size=0, max_size=2, pool_timeout=10)
 
 
 @cache
@@ -26,11 +27,15 @@ def redis_client() -> redis.Redis:
 
 
 def repository() -> ScheduleRepository:
-    return ScheduleRepository(database(), default_timezone=get_settings().scheduler_timezone)
+    return ScheduleRepository(_pool(), default_timezone=get_settings().scheduler_timezone)
 
 
 def history() -> JobHistory:
-    return JobHistory(database())
+    return JobHistory(_pool())
+
+
+def run_requests() -> RunRequestStore:
+    return RunRequestStore(_pool())
 
 
 def key_prefix() -> str:

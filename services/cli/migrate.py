@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from database.migrations import Migrator
 from services.cli.common import EXIT_OK, fail, print_json
 from services.config import load_settings
 from services.errors import SchedulerError
+from services.store.migrations import Migrator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

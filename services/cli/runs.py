@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import redis
 
-from database.queries import load_queries
 from services.cli.common import EXIT_FAILED, EXIT_OK, fail, print_json, print_record, print_table
-from services.cli.context import database, history, key_prefix, redis_client, repository
+from services.cli.context import history, key_prefix, redis_client, repository, run_requests
 from services.cli.schedules import uuid_arg
-from services.engine.liveness import HEARTBEAT_KEY_PREFIX, INSTANCE_STATUS_KEY_PREFIX
+from services.engine.liveness import instance_summaries
 from services.errors import ScheduleNotFound
+from services.model.occurrence import RunReport
 from services.model.records import Execution
+from services.store.run_requests import RunRequest
 
-_SQL = load_queries("run_requests")
-_STATUS_SQL = load_queries("status")
+# `trigger --local`: run a schedule in this process (scheduler.py passes the daemon's own).
+LocalTrigger = Callable[[UUID], RunReport]
+NEXT_DUE_COLUMNS = ["schedule_id", "domain", "frequency", "next_run"]
 HISTORY_COLUMNS = [
     "execution_id",
     "schedule_id",
@@ -31,7 +35,9 @@ HISTORY_COLUMNS = [
 ]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], *, trigger_locally: LocalTrigger
+) -> None:
     p = sub.add_parser(
         "trigger",
         help="ask a live daemon to run a schedule now",
@@ -46,7 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_trigger)
+    p.set_defaults(handler=functools.partial(cmd_trigger, trigger_locally=trigger_locally))
 
     p = sub.add_parser(
         "cancel",
@@ -110,22 +116,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def live_instances() -> list[dict[str, Any]]:
     """Instances whose heartbeat key exists, with the summary each keeps beside it."""
-    client = redis_client()
-    prefix = key_prefix()
-    instances = []
-    for key in client.scan_iter(match=f"{prefix}{HEARTBEAT_KEY_PREFIX}*", count=500):
-        instance_id = str(key)[len(prefix) + len(HEARTBEAT_KEY_PREFIX) :]
-        raw = client.get(f"{prefix}{INSTANCE_STATUS_KEY_PREFIX}{instance_id}")
-        summary = json.loads(raw) if raw else {}
-        instances.append({"instance_id": instance_id, **summary})
-    return sorted(instances, key=lambda i: str(i["instance_id"]))
+    return instance_summaries(redis_client(), key_prefix())
 
 
-def cmd_trigger(args: argparse.Namespace) -> int:
+def cmd_trigger(args: argparse.Namespace, *, trigger_locally: LocalTrigger) -> int:
     if repository().get_schedule(args.schedule_id) is None:
         return fail(str(ScheduleNotFound(args.schedule_id)))
     if args.local:
-        return _trigger_locally(args)
+        return _trigger_locally(args, trigger_locally)
     try:
         alive = live_instances()
     except redis.RedisError as exc:
@@ -135,36 +133,23 @@ def cmd_trigger(args: argparse.Namespace) -> int:
             "no live scheduler instance (no heartbeat in Redis); start one with "
             "`python scheduler.py run`, or use --local to run it in this process"
         )
-    request = database().fetch_one(
-        _SQL["insert_request"],
-        {"kind": "trigger", "schedule_id": args.schedule_id, "execution_id": None},
-    )
-    assert request is not None
+    request = run_requests().request_trigger(args.schedule_id)
     deadline = time.monotonic() + args.timeout
-    done = _wait_for_request(request["request_id"], deadline, claimed_only=not args.wait)
+    done = _wait_for_request(request.request_id, deadline, claimed_only=not args.wait)
     if done is None:
         return fail(f"no instance took the request within {args.timeout:g}s")
     if not args.wait:
-        result = {"request_id": done["request_id"], "claimed_by": done["claimed_by"]}
-        print_json(result) if args.json else print(f"triggered; taken by {done['claimed_by']}")
+        result = {"request_id": done.request_id, "claimed_by": done.claimed_by}
+        print_json(result) if args.json else print(f"triggered; taken by {done.claimed_by}")
         return EXIT_OK
-    execution = history().get_execution(done["execution_id"]) if done["execution_id"] else None
+    execution = history().get_execution(done.execution_id) if done.execution_id else None
     if execution is None:
-        return fail(f"the run did not start: {done['result']}")
+        return fail(f"the run did not start: {done.result}")
     return _print_execution(args, execution)
 
 
-def _trigger_locally(args: argparse.Namespace) -> int:
-    from services.config import get_settings
-    from services.enhanced_scheduler import EnhancedScheduler
-
-    scheduler = EnhancedScheduler(settings=get_settings())
-    try:
-        report = scheduler.trigger_now(args.schedule_id)
-    finally:
-        scheduler.handlers.close()
-        scheduler.db.close()
-        scheduler.redis.close()
+def _trigger_locally(args: argparse.Namespace, trigger_locally: LocalTrigger) -> int:
+    report = trigger_locally(args.schedule_id)
     if report.execution_id is None:
         return fail(f"the run did not start: {report.status}: {report.detail}")
     execution = history().get_execution(report.execution_id)
@@ -173,12 +158,12 @@ def _trigger_locally(args: argparse.Namespace) -> int:
 
 
 def _wait_for_request(
-    request_id: Any, deadline: float, *, claimed_only: bool
-) -> dict[str, Any] | None:
+    request_id: UUID, deadline: float, *, claimed_only: bool
+) -> RunRequest | None:
     while True:
-        row = database().fetch_one(_SQL["get_request"], {"request_id": request_id})
-        if row is not None and (row["done_at"] or (claimed_only and row["claimed_by"])):
-            return row
+        request = run_requests().get(request_id)
+        if request is not None and (request.done_at or (claimed_only and request.claimed_by)):
+            return request
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
@@ -199,10 +184,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         return fail(f"no execution with id {args.execution_id}")
     if execution.status != "running":
         return fail(f"execution {args.execution_id} is not running (status {execution.status})")
-    database().execute(
-        _SQL["insert_request"],
-        {"kind": "cancel", "schedule_id": None, "execution_id": args.execution_id},
-    )
+    run_requests().request_cancel(args.execution_id)
     deadline = time.monotonic() + args.timeout
     while (current := history().get_execution(args.execution_id)) is not None and (
         current.status == "running" and time.monotonic() < deadline
@@ -269,7 +251,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except redis.RedisError as exc:
         problems.append(f"redis: {exc}")
     running = [e.to_dict() for e in history().get_running_executions()]
-    due = database().fetch_all(_STATUS_SQL["next_due"], {"limit": 10})
+    due = next_due(limit=10)
     report = {
         "instances": instances,
         "running_executions": running,
@@ -294,7 +276,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"\nlocks held: {len(locks)}")
         print_table(locks, ["key", "holder", "ttl_ms"])
         print("\nnext runs due:")
-        print_table(due, ["schedule_id", "domain", "frequency", "next_run"])
+        print_table(due, NEXT_DUE_COLUMNS)
         for problem in problems:
             print(f"problem: {problem}")
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def next_due(limit: int) -> list[dict[str, Any]]:
+    """The enabled schedules due soonest (the columns `status` shows)."""
+    # Reads every enabled schedule until the schedules store offers this as one indexed query.
+    due = [(s.next_run, s) for s in repository().list_schedules(enabled=True) if s.next_run]
+    due.sort(key=lambda pair: pair[0])
+    return [{c: getattr(s, c) for c in NEXT_DUE_COLUMNS} for _, s in due[:limit]]

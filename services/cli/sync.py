@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 
-from database.connection import DatabaseConnection
 from services.cli.common import EXIT_OK, fail, print_json
 from services.config import Settings, load_settings
-from services.errors import SchedulerError
+from services.errors import ApiSyncError, SchedulerError
 from services.lock.client import create_redis_client
 from services.metrics import Metrics
-from services.sync.sync import ApiSync, ApiSyncError, ApiSyncService, SyncResult
+from services.store.pool import open_pool
+from services.store.schedules import ScheduleRepository
+from services.sync.service import ApiSyncService
+from services.sync.sync import ApiSync, SyncResult
 
 # A sync in progress elsewhere takes seconds; wait for it rather than fail at once.
 LOCK_WAIT_S = 30.0
@@ -30,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()  # app.main sent the logs (warnings: invalid items) to stderr
-    db = DatabaseConnection(settings.database_url, min_size=1, max_size=2)
+    db = open_pool(settings.database_url, min_size=1, max_size=2)
+    schedules = ScheduleRepository(db, default_timezone=settings.scheduler_timezone)
     try:
-        result = _dry_run(db, settings) if args.dry_run else _sync(db, settings)
+        result = _dry_run(schedules, settings) if args.dry_run else _sync(schedules, settings)
     except ApiSyncError as exc:
         return fail(f"API sync failed [{exc.case}]: {exc}")
     except SchedulerError as exc:
@@ -48,14 +51,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dry_run(db: DatabaseConnection, settings: Settings) -> SyncResult:
-    return ApiSync.from_settings(db, settings).sync(dry_run=True)
+def _dry_run(schedules: ScheduleRepository, settings: Settings) -> SyncResult:
+    return ApiSync.from_settings(schedules, settings).sync(dry_run=True)
 
 
-def _sync(db: DatabaseConnection, settings: Settings) -> SyncResult | None:
+def _sync(schedules: ScheduleRepository, settings: Settings) -> SyncResult | None:
     client = create_redis_client(settings.redis_url, max_connections=2)
     try:
-        service = ApiSyncService(db, client, settings, Metrics())
+        service = ApiSyncService(schedules, client, settings, Metrics())
         return service.run(lock_wait=LOCK_WAIT_S)
     finally:
         client.close()

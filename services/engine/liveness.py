@@ -43,6 +43,17 @@ def live_instances(redis_client: redis.Redis, prefix: str = "") -> set[str]:
     return {str(key)[start:] for key in keys}
 
 
+def instance_summaries(redis_client: redis.Redis, prefix: str = "") -> list[dict[str, Any]]:
+    """Each live instance, ordered by id: `{"instance_id": ..., **the summary its heartbeat
+    keeps beside it}` (only the id when it wrote none)."""
+    summaries = []
+    for instance_id in sorted(live_instances(redis_client, prefix)):
+        raw = redis_client.get(instance_status_key(instance_id, prefix))
+        summary = json.loads(raw) if raw else {}
+        summaries.append({"instance_id": instance_id, **summary})
+    return summaries
+
+
 class Heartbeat:
     def __init__(
         self,

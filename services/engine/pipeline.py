@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.engine.handlers import JobOutcome
-from services.engine.runner import Begun, Ended, JobRunner
+from services.engine.runner import JobRunner
+from services.engine.runs import Begun, Ended
 from services.log import get_logger
 from services.model.occurrence import Occurrence
 

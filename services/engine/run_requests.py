@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 from uuid import UUID
 
-from database.connection import DatabaseConnection
-from database.queries import load_queries
 from services.engine.runner import JobRunner
 from services.errors import DatabaseError, DatabaseUnavailable, SchedulerError
 from services.log import get_logger
 from services.model.occurrence import RunReport
+from services.store.run_requests import RunRequest, RunRequestStore
 
-_SQL = load_queries("run_requests")
 log = get_logger(__name__)
 POLL_SECONDS = 0.5
 CHANNEL = "scheduler_requests"
@@ -29,14 +26,14 @@ CHANNEL = "scheduler_requests"
 class RequestProcessor:
     def __init__(
         self,
-        db: DatabaseConnection,
+        requests: RunRequestStore,
         runner: JobRunner,
         instance_id: str,
         *,
         trigger: Callable[[UUID], RunReport],
         submit: Callable[[Callable[[], None]], None],
     ) -> None:
-        self.db = db
+        self.requests = requests
         self.runner = runner
         self.instance_id = instance_id
         self.trigger = trigger
@@ -46,11 +43,7 @@ class RequestProcessor:
         """One poll: claim every open trigger request, act on cancels for our runs."""
         try:
             self._cancels()
-            while (
-                request := self.db.fetch_one(
-                    _SQL["claim_trigger"], {"instance_id": self.instance_id}
-                )
-            ) is not None:
+            while (request := self.requests.claim_trigger(self.instance_id)) is not None:
                 self.submit(functools.partial(self._run_trigger, request))
         except (DatabaseUnavailable, DatabaseError) as exc:
             log.warning("requests.poll_failed", error=str(exc))
@@ -59,40 +52,36 @@ class RequestProcessor:
         active = [run.execution_id for run in self.runner.active_runs()]
         if not active:
             return
-        for request in self.db.fetch_all(_SQL["open_cancels_for"], {"execution_ids": active}):
-            found = self.runner.cancel(request["execution_id"], "cancel_requested")
-            log.info("requests.cancel", execution_id=str(request["execution_id"]), found=found)
-            self._complete(request["request_id"], "cancel signalled" if found else "not running")
+        for request in self.requests.open_cancels_for(active):
+            assert request.execution_id is not None  # a cancel always names its run
+            found = self.runner.cancel(request.execution_id, "cancel_requested")
+            log.info("requests.cancel", execution_id=str(request.execution_id), found=found)
+            self._complete(request.request_id, "cancel signalled" if found else "not running")
 
-    def _run_trigger(self, request: dict[str, Any]) -> None:
-        schedule_id = request["schedule_id"]
+    def _run_trigger(self, request: RunRequest) -> None:
+        schedule_id = request.schedule_id
+        assert schedule_id is not None  # a trigger always names its schedule
         log.info(
-            "requests.trigger", schedule_id=str(schedule_id), request_id=str(request["request_id"])
+            "requests.trigger", schedule_id=str(schedule_id), request_id=str(request.request_id)
         )
         try:
             report = self.trigger(schedule_id)
         except SchedulerError as exc:  # unknown or invalid schedule
-            self._complete(request["request_id"], f"failed: {exc}")
+            self._complete(request.request_id, f"failed: {exc}")
             return
         self._complete(
-            request["request_id"],
+            request.request_id,
             f"{report.status}: {report.detail}".rstrip(": "),
             report.execution_id,
         )
 
     def _complete(self, request_id: UUID, result: str, execution_id: UUID | None = None) -> None:
         try:
-            self.db.execute(
-                _SQL["complete_request"],
-                {
-                    "request_id": request_id,
-                    "result": result,
-                    "execution_id": execution_id,
-                    "instance_id": self.instance_id,
-                },
+            self.requests.complete(
+                request_id, result, instance_id=self.instance_id, execution_id=execution_id
             )
         except (DatabaseUnavailable, DatabaseError) as exc:
             log.warning("requests.complete_failed", request_id=str(request_id), error=str(exc))
 
     def prune(self) -> None:
-        self.db.execute(_SQL["prune_requests"])
+        self.requests.prune()

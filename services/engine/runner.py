@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -17,60 +17,27 @@ from uuid import UUID, uuid4
 import redis
 
 from services.clock import Clock
+from services.engine.admission import Candidate, LockGate
 from services.engine.handlers import HandlerRegistry, JobContext, JobOutcome, UnknownJobType
-from services.errors import DatabaseError, DatabaseUnavailable, LockUnavailable
-from services.lock.keys import schedule_lock_key
-from services.lock.lock import DistributedLock, acquire_many, holders_many, release_many
+from services.engine.runs import ActiveRun, Begun, Ended, final_status
+from services.errors import DatabaseError, DatabaseUnavailable
+from services.lock.lock import DistributedLock, release_many
 from services.log import get_logger
 from services.metrics import Metrics
 from services.model.fire_times import next_fire_time
 from services.model.occurrence import (
     Claim,
     FinalResult,
-    LoadedSchedule,
     Occurrence,
     RunReport,
-    lock_token,
-    token_occurrence,
+    misfire_grace,
 )
 from services.model.retry import RetryPolicy
 from services.model.vocabulary import ExecutionStatus, JobType, RunTrigger
-from services.ops.timer import shared_timer
+from services.ops.timer import TimerThread
 from services.store.executions import ExecutionStore
 
 log = get_logger(__name__)
-
-
-@dataclass
-class ActiveRun:
-    execution_id: UUID
-    occurrence: Occurrence
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    cancel_reason: str | None = None
-    lock: DistributedLock | None = None
-
-    def cancel(self, reason: str) -> None:
-        if self.cancel_reason is None:
-            self.cancel_reason = reason
-        self.cancel_event.set()
-
-
-@dataclass(frozen=True, slots=True)
-class Begun:
-    """An occurrence this instance holds the lock of and has claimed: its handler may run."""
-
-    active: ActiveRun
-    claim: Claim
-    lock: DistributedLock
-
-
-@dataclass(frozen=True, slots=True)
-class Ended:
-    """A begun occurrence whose handler has returned; its result is not written yet."""
-
-    begun: Begun
-    outcome: JobOutcome
-    duration: float
 
 
 class JobRunner:
@@ -82,6 +49,7 @@ class JobRunner:
         handlers: HandlerRegistry,
         metrics: Metrics,
         clock: Clock,
+        timer: TimerThread,
         retry_policy: RetryPolicy,
         instance_id: str,
         lock_ttl: float,
@@ -90,7 +58,7 @@ class JobRunner:
         default_job_type: str,
         key_prefix: str = "",
         schedule_retry: Callable[[Occurrence, datetime], None] | None = None,
-        park: Callable[[Occurrence], None] | None = None,
+        park: Callable[[Occurrence], bool] | None = None,
         recheck: Callable[[Occurrence, float], None] | None = None,
     ) -> None:
         self.store = store
@@ -98,6 +66,7 @@ class JobRunner:
         self.handlers = handlers
         self.metrics = metrics
         self.clock = clock
+        self.timer = timer
         self.retry_policy = retry_policy
         self.instance_id = instance_id
         self.lock_ttl = lock_ttl
@@ -111,6 +80,14 @@ class JobRunner:
         self._active: dict[UUID, ActiveRun] = {}
         self._active_lock = threading.Lock()
         self._stopping = threading.Event()
+        self.gate = LockGate(
+            redis_client,
+            instance_id=instance_id,
+            ttl=lock_ttl,
+            prefix=key_prefix,
+            metrics=metrics,
+            timer=timer,
+        )
 
     # -- the active-run registry ---------------------------------------------------------------
 
@@ -133,10 +110,6 @@ class JobRunner:
             run.cancel("shutdown")
 
     # -- one occurrence ---------------------------------------------------------------------
-
-    def grace_for(self, loaded: LoadedSchedule) -> float:
-        grace = loaded.spec.misfire_grace_time
-        return self.default_grace if grace is None else grace
 
     def skip(self, occ: Occurrence, reason: str, kind: str, **details: Any) -> RunReport:
         """Record a due occurrence as `skipped`, count it and say why. Never raises: a skip the
@@ -174,11 +147,11 @@ class JobRunner:
         one statement for all their claims. Begun: ours to run. RunReport: skipped, parked or
         another run's, already accounted for."""
         answers: list[Begun | RunReport | None] = [None] * len(occurrences)
-        candidates: list[tuple[int, ActiveRun, DistributedLock]] = []
+        candidates: list[Candidate] = []
         now = self.clock.now()
         for i, occ in enumerate(occurrences):
             lateness = (now - occ.due_at).total_seconds()
-            grace = self.grace_for(occ.loaded)
+            grace = misfire_grace(occ.loaded, self.default_grace)
             if occ.trigger is not RunTrigger.MANUAL and lateness > grace:
                 answers[i] = self.skip(
                     occ,
@@ -190,74 +163,27 @@ class JobRunner:
                 answers[i] = self._park(occ)
             else:
                 active = ActiveRun(uuid4(), occ)
-                candidates.append((i, active, self._lock_for(active)))
+                candidates.append((i, active, self.gate.lock_for(active)))
         held = self._acquire_all(candidates, answers)
         if held:
             self._claim_all(held, answers)
         assert all(answer is not None for answer in answers)
         return answers  # type: ignore[return-value]
 
-    def _lock_for(self, active: ActiveRun) -> DistributedLock:
-        occ = active.occurrence
-        active.lock = DistributedLock(
-            self.redis,
-            schedule_lock_key(occ.loaded.schedule_id, self.key_prefix),
-            self.lock_ttl,
-            self.instance_id,
-            token=lock_token(self.instance_id, active.execution_id, occ),
-            on_lost=lambda _lock: active.cancel("lock_lost"),
-        )
-        return active.lock
-
     def _acquire_all(
-        self,
-        candidates: list[tuple[int, ActiveRun, DistributedLock]],
-        answers: list[Begun | RunReport | None],
-    ) -> list[tuple[int, ActiveRun, DistributedLock]]:
-        """Take the candidates' locks; those not taken get their answer (quiet conflict,
-        overlap or Redis skip). Returns the ones held."""
-        if not candidates:
-            return []
-        taken = acquire_many([lock for _, _, lock in candidates])
-        held = [c for c, got in zip(candidates, taken, strict=True) if got is True]
-        busy = [c for c, got in zip(candidates, taken, strict=True) if got is False]
-        for (i, active, _), got in zip(candidates, taken, strict=True):
-            if isinstance(got, LockUnavailable):
-                answers[i] = self.skip(active.occurrence, *_redis_skip(got))
-        holders = holders_many([lock for _, _, lock in busy]) if busy else []
-        for (i, active, lock), holder in zip(busy, holders, strict=True):
-            occ = active.occurrence
-            try:
-                if isinstance(holder, LockUnavailable):
-                    raise _Skip(*_redis_skip(holder))
-                if holder is None:  # released in between: one more try, alone
-                    if self._acquire(lock, occ):
-                        held.append((i, active, lock))
-                        continue
-                elif not self._same_occurrence(holder, lock, occ):
-                    self.metrics.lock_conflicts.inc()
-                    raise _Skip(
-                        f"lock {lock.key} is still held by an earlier run ({holder})", "overlap"
-                    )
-                else:
-                    self.metrics.lock_conflicts.inc()
-            except _Skip as skip:
-                answers[i] = self.skip(occ, skip.reason, skip.kind)
-                continue
+        self, candidates: list[Candidate], answers: list[Begun | RunReport | None]
+    ) -> list[Candidate]:
+        """Take the candidates' locks; those not taken get their answer. Returns those held."""
+        verdict = self.gate.acquire_all(candidates)
+        for (i, active, _), reason, kind in verdict.skipped:
+            answers[i] = self.skip(active.occurrence, reason, kind)
+        for i, active, _ in verdict.elsewhere:
             # Another instance holds this very occurrence. Should it die before claiming it,
             # the occurrence would vanish: look again once its lock must have expired.
             if self.recheck is not None:
-                self.recheck(occ, self.lock_ttl + 1.0)
+                self.recheck(active.occurrence, self.lock_ttl + 1.0)
             answers[i] = RunReport(None, "conflict", "lock held for this occurrence")
-        return held
-
-    @staticmethod
-    def _same_occurrence(holder: str, lock: DistributedLock, occ: Occurrence) -> bool:
-        parsed, mine = token_occurrence(holder), token_occurrence(lock.token)
-        same = parsed is not None and mine is not None and parsed[2:] == mine[2:]
-        if same:
-            log.debug("run.lock_conflict", schedule_id=str(occ.loaded.schedule_id), holder=holder)
-        return same
+        return verdict.held
 
     def _claim_all(
         self,
@@ -307,7 +233,7 @@ class JobRunner:
         # thread and can only be told (through its cancel event) once its time is up.
         backstop = None
         if (schedule.job_type or self.default_job_type) == JobType.PYTHON:
-            backstop = shared_timer().call_later(timeout + 1.0, lambda: active.cancel("timeout"))
+            backstop = self.timer.call_later(timeout + 1.0, lambda: active.cancel("timeout"))
         started = self.clock.monotonic()
         lateness = (self.clock.now() - occ.due_at).total_seconds()
         self.metrics.fire_lateness.observe(max(0.0, lateness))
@@ -355,9 +281,9 @@ class JobRunner:
 
     def _final_result(self, ended: Ended) -> FinalResult:
         occ = ended.begun.active.occurrence
-        status, message, details = self._final_status(
-            ended.begun.active, ended.outcome, ended.begun.lock
-        )
+        status, message, details = final_status(ended.begun.active, ended.outcome, ended.begun.lock)
+        if ended.begun.lock.lost.is_set():
+            self.metrics.lock_lost.inc()
         now = self.clock.now()
         return FinalResult(
             execution_id=ended.begun.claim.execution_id,
@@ -418,7 +344,10 @@ class JobRunner:
         it then runs if still within its grace, else it is recorded skipped."""
         if self.park is None or self._stopping.is_set():
             return self.skip(occ, "PostgreSQL unreachable when the occurrence was due", "database")
-        self.park(occ)
+        if not self.park(occ):
+            return self.skip(
+                occ, "PostgreSQL unreachable and too many occurrences waiting", "database"
+            )
         log.warning(
             "run.parked",
             schedule_id=str(occ.loaded.schedule_id),
@@ -426,24 +355,6 @@ class JobRunner:
             attempt=occ.attempt,
         )
         return RunReport(None, "parked", "waiting for PostgreSQL")
-
-    def _acquire(self, lock: DistributedLock, occ: Occurrence) -> bool:
-        """True when held. False: this occurrence is someone else's (quiet). _Skip: it cannot
-        run now (Redis down, or an earlier run of the schedule still holds the lock)."""
-        for _ in range(2):  # a holder that releases between our SET and GET gets one more try
-            try:
-                if lock.acquire():
-                    return True
-                holder = lock.holder()
-            except LockUnavailable as exc:
-                raise _Skip(*_redis_skip(exc)) from None
-            if holder is None:
-                continue
-            self.metrics.lock_conflicts.inc()
-            if self._same_occurrence(holder, lock, occ):
-                return False
-            raise _Skip(f"lock {lock.key} is still held by an earlier run ({holder})", "overlap")
-        return False
 
     def _call_handler(self, active: ActiveRun, claim: Claim, timeout: float) -> JobOutcome:
         occ = active.occurrence
@@ -474,41 +385,5 @@ class JobRunner:
         )
         return handler.run(ctx)
 
-    def _final_status(
-        self, active: ActiveRun, outcome: JobOutcome, lock: DistributedLock
-    ) -> tuple[ExecutionStatus, str | None, dict[str, Any] | None]:
-        status = ExecutionStatus(outcome.status)
-        message = outcome.error_message
-        details = dict(outcome.error_details) if outcome.error_details else None
-        if lock.lost.is_set():
-            self.metrics.lock_lost.inc()
-            details = {**(details or {}), "lock_lost": True}
-            if status is not ExecutionStatus.COMPLETED:
-                status = ExecutionStatus.FAILED
-                message = f"lock {lock.key} was lost while the run was going; the run was stopped"
-        elif status is ExecutionStatus.CANCELLED:
-            reason = active.cancel_reason
-            if reason == "shutdown":
-                status = ExecutionStatus.ABANDONED
-                message = "the instance shut down before the run finished"
-            elif reason == "timeout":
-                status = ExecutionStatus.TIMED_OUT
-                message = "the run did not finish within its time-out"
-            else:
-                message = message or "cancelled on request"
-        return status, message, details
-
 
 _RETRYABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})
-
-
-def _redis_skip(error: LockUnavailable) -> tuple[str, str]:
-    """(reason, kind) of an occurrence not run because Redis could not be asked for its lock."""
-    return f"Redis unreachable, not run without its lock: {error}", "redis"
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str, kind: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.kind = kind

@@ -26,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 
 from services.errors import LockUnavailable, SchedulerError
-from services.ops.timer import TimerHandle, shared_timer
+from services.ops.timer import TimerHandle, TimerThread, shared_timer
 
 __all__ = [
     "DistributedLock",
@@ -88,6 +88,7 @@ class DistributedLock:
         on_lost: Callable[[DistributedLock], None] | None = None,
         renew: bool = True,
         renew_interval: float | None = None,
+        timer: TimerThread | None = None,
     ):
         if ttl <= 0:
             raise ValueError(f"lock ttl must be positive, got {ttl}")
@@ -111,6 +112,7 @@ class DistributedLock:
         self._valid_until = 0.0  # monotonic: when the key expires at the latest, per our last write
         self._stop = threading.Event()
         self._renewal: TimerHandle | None = None
+        self._timer = timer or shared_timer()  # the daemon passes its own; standalone use shares
         self._failures = 0
 
     def __repr__(self) -> str:
@@ -228,7 +230,7 @@ class DistributedLock:
     # run itself); each step extends once and schedules the next.
 
     def _schedule_renewal(self, at: float) -> None:
-        self._renewal = shared_timer().call_at(at, self._renew_step_safely, owner=self)
+        self._renewal = self._timer.call_at(at, self._renew_step_safely, owner=self)
 
     def _renew_step_safely(self) -> None:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from services.model.records import Schedule
@@ -104,3 +104,25 @@ def retry_job_id(schedule_id: object, scheduled_for: datetime, attempt: int) -> 
 def token_occurrence(token: str) -> tuple[str, str, str, str] | None:
     parts = token.split("|")
     return (parts[0], parts[1], parts[2], parts[3]) if len(parts) == 4 else None
+
+
+def misfire_grace(loaded: LoadedSchedule, default: float) -> float:
+    """Seconds an occurrence of this schedule may start late: its own, else the default."""
+    grace = loaded.spec.misfire_grace_time
+    return default if grace is None else grace
+
+
+class ScheduleCatalog(Protocol):
+    """The schedules loaded into this instance (the watch side), as the engine sees them."""
+
+    def get(self, schedule_id: UUID) -> LoadedSchedule | None: ...
+
+    def parse(self, schedule: Schedule) -> LoadedSchedule: ...
+
+
+class OccurrenceSink(Protocol):
+    """Where the watch side sends occurrences it finds due at load (catch-up): the engine."""
+
+    def submit(self, occ: Occurrence) -> None: ...
+
+    def skip(self, occ: Occurrence, reason: str, kind: str) -> object: ...

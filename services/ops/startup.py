@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import redis
 
-from database.connection import DatabaseConnection
-from database.migrations import Migrator
+from services.store.pool import DatabaseConnection
+from services.store.migrations import Migrator
 from services.errors import DatabaseUnavailable, SchedulerError
 from services.log import get_logger, mask_secrets
 

@@ -27,8 +27,8 @@ class OccurrenceExecutor(BaseExecutor):  # type: ignore[misc]
     def __init__(
         self,
         max_workers: int,
-        on_overlap: OverlapCallback | None = None,
-        dispatch: DispatchCallback | None = None,
+        on_overlap: OverlapCallback,
+        dispatch: DispatchCallback,
     ) -> None:
         super().__init__()
         self._max_workers = max_workers
@@ -37,6 +37,10 @@ class OccurrenceExecutor(BaseExecutor):  # type: ignore[misc]
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: defaultdict[str, int] = defaultdict(int)
         self._running_lock = threading.Lock()
+
+    def route(self, *, dispatch: DispatchCallback, on_overlap: OverlapCallback) -> None:
+        self._dispatch = dispatch
+        self._on_overlap = on_overlap
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
@@ -58,36 +62,28 @@ class OccurrenceExecutor(BaseExecutor):  # type: ignore[misc]
             if not overlapping:
                 self._running[job.id] += 1
         if overlapping:
-            if self._on_overlap is not None:
-                self._pool.submit(self._guard, self._on_overlap, job, run_times)
+            self._pool.submit(self._guard, self._on_overlap, job, run_times)
             return
-        if self._dispatch is not None:
-            # On the scheduler's own thread: dispatch only queues (see RunPipeline).
-            try:
-                self._dispatch(job, run_times, lambda: self._finished(job.id))
-            except Exception:
-                self._finished(job.id)
-                self._logger.exception("executor.dispatch_failed")
-            return
-        future = self._pool.submit(self._call, job, run_times)
-        future.add_done_callback(lambda _f: self._finished(job.id))
+        # On the scheduler's own thread: dispatch only queues (see RunPipeline).
+        try:
+            self._dispatch(job, run_times, lambda: self._finished(job.id))
+        except Exception:
+            self._finished(job.id)
+            self._logger.exception("executor.dispatch_failed")
 
     def run_now(self, func: Callable[[], Any]) -> None:
-        """Run a plain callable on the worker pool (catch-up runs, manual triggers)."""
+        """Run a plain callable on the pool (rechecks, manual triggers)."""
         assert self._pool is not None, "executor not started"
         self._pool.submit(self._guard, func)
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:  # pragma: no cover
-        raise NotImplementedError("submit_job is overridden")
+        raise NotImplementedError("submit_job is overridden")  # abstract in BaseExecutor
 
     def _finished(self, job_id: str) -> None:
         with self._running_lock:
             self._running[job_id] -= 1
             if self._running[job_id] <= 0:
                 del self._running[job_id]
-
-    def _call(self, job: Any, run_times: list[datetime]) -> None:
-        self._guard(job.func, *job.args, run_times=run_times, **job.kwargs)
 
     def _guard(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         try:

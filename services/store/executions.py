@@ -1,15 +1,13 @@
-"""The runner's writes to `job_executions` and `schedules`: claim, skip, finish, abandon.
+"""The runner's writes to `job_executions`: claim, skip, finish, abandon; and its reads of it.
 
-A finished run's result is never lost: when PostgreSQL is unreachable at the final write, the
-result waits in a bounded in-memory queue and a background thread writes it when PostgreSQL
-returns (so do `skipped` records).
+The final write (`finish_executions`) also sets the schedule's last_run/last_status/next_run, in
+the same fenced statement. A finished run's result is never lost: when PostgreSQL is unreachable
+at the final write, the result waits in the pending-writes queue (`store/pending.py`) and a
+background thread writes it when PostgreSQL returns (so do `skipped` records).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -23,10 +21,10 @@ from services.errors import DatabaseError, DatabaseUnavailable
 from services.log import get_logger
 from services.model.occurrence import Claim, FinalResult, OccurrenceKey
 from services.store.group_commit import GroupCommit
+from services.store.pending import PendingWrites
 
 _SQL = load_queries("executions")
 log = get_logger(__name__)
-MAX_PENDING_WRITES = 100_000
 
 
 def _json(value: dict[str, Any] | None) -> Jsonb | None:
@@ -59,10 +57,7 @@ class ExecutionStore:
     def __init__(self, db: DatabaseConnection, instance_id: str) -> None:
         self.db = db
         self.instance_id = instance_id
-        self._pending: deque[tuple[str, dict[str, Any]]] = deque()
-        self._pending_lock = threading.Lock()
-        self.on_pending_change: Callable[[int], None] = lambda _count: None
-        self._down_since: float | None = None
+        self._pending = PendingWrites(db, _SQL)
         self._claims: GroupCommit[tuple[OccurrenceKey, UUID], Claim | None] = GroupCommit(
             self._claim_batch
         )
@@ -75,38 +70,14 @@ class ExecutionStore:
     @property
     def database_down(self) -> bool:
         """True since a statement found PostgreSQL unreachable, until one succeeds again."""
-        return self._down_since is not None
+        return self._pending.database_down
 
     def _mark_down(self) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            log.warning("store.database_down")
-
-    def _mark_up(self) -> None:
-        if self._down_since is not None:
-            log.info("store.database_back", down_s=round(time.monotonic() - self._down_since, 3))
-            self._down_since = None
+        self._pending.mark_down()
 
     def probe(self) -> bool:
         """Check whether PostgreSQL answers again; True when it does."""
-        try:
-            self.db.fetch_value("SELECT 1")
-        except DatabaseUnavailable:
-            return False
-        self._mark_up()
-        return True
-
-    def claim(self, key: OccurrenceKey, execution_id: UUID) -> Claim | None:
-        """Claim the occurrence for `execution_id`; None when another run has it.
-        DatabaseUnavailable at once while PostgreSQL is known to be down. Claims made at the same
-        moment by several workers go to PostgreSQL together, as one statement."""
-        if self.database_down:
-            raise DatabaseUnavailable("PostgreSQL is unreachable (waiting for it to return)")
-        try:
-            return self._claims.submit((key, execution_id))
-        except DatabaseUnavailable:
-            self._mark_down()
-            raise
+        return self._pending.probe()
 
     def claim_many(
         self, requests: Sequence[tuple[OccurrenceKey, UUID]]
@@ -187,7 +158,7 @@ class ExecutionStore:
             "error_message": reason,
             "error_details": _json(details),
         }
-        written, row = self._write("record_skipped", params)
+        written, row = self._pending.write("record_skipped", params)
         return row is not None or not written
 
     def finish(self, result: FinalResult) -> tuple[bool, bool]:
@@ -201,7 +172,7 @@ class ExecutionStore:
                 self._mark_down()
             except DatabaseError as exc:
                 return self._written(result, exc)
-        self._defer("finish_executions", _finish_params([result]))
+        self._pending.defer("finish_executions", _finish_params([result]))
         return True, True
 
     def finish_many(self, results: Sequence[FinalResult]) -> list[tuple[bool, bool]]:
@@ -219,7 +190,7 @@ class ExecutionStore:
                 pairs = zip(results, answers, strict=True)
                 return [self._written(result, answer) for result, answer in pairs]
         for result in results:
-            self._defer("finish_executions", _finish_params([result]))
+            self._pending.defer("finish_executions", _finish_params([result]))
         return [(True, True)] * len(results)
 
     def _written(
@@ -228,7 +199,7 @@ class ExecutionStore:
         if isinstance(answer, DatabaseUnavailable):
             # Lost while a refused batch was retried one by one: this one waits too.
             self._mark_down()
-            self._defer("finish_executions", _finish_params([result]))
+            self._pending.defer("finish_executions", _finish_params([result]))
             return True, True
         if not isinstance(answer, BaseException):
             return answer
@@ -262,7 +233,7 @@ class ExecutionStore:
         return bool(row and row["found"])
 
     def abandon(self, execution_id: UUID, reason: str) -> bool:
-        written, row = self._write(
+        written, row = self._pending.write(
             "abandon_execution", {"execution_id": execution_id, "reason": reason}
         )
         return row is not None or not written
@@ -280,27 +251,6 @@ class ExecutionStore:
         """Failed attempts owed a retry that has no row yet (see the query)."""
         return self.db.fetch_all(_SQL["orphaned_retries"])
 
-    def set_next_runs(self, pairs: Sequence[tuple[UUID, datetime | None]]) -> int:
-        if not pairs:
-            return 0
-        return self.db.execute(
-            _SQL["set_next_runs"],
-            {"schedule_ids": [p[0] for p in pairs], "next_runs": [p[1] for p in pairs]},
-        )
-
-    def mark_schedule_status(self, schedule_id: UUID, status: str, error: str | None) -> bool:
-        """Set last_status/last_error once (no write when already so); clears next_run."""
-        return (
-            self.db.execute(
-                _SQL["mark_schedule_status"],
-                {"schedule_id": schedule_id, "status": status, "error": error},
-            )
-            > 0
-        )
-
-    def clear_schedule_mark(self, schedule_id: UUID) -> None:
-        self.db.execute(_SQL["clear_schedule_mark"], {"schedule_id": schedule_id})
-
     def profile_settings(self, profile_id: UUID) -> dict[str, Any]:
         row = self.db.fetch_one(_SQL["get_profile_settings"], {"profile_id": profile_id})
         settings = row["settings"] if row else None
@@ -309,56 +259,21 @@ class ExecutionStore:
     # -- writes that wait for PostgreSQL ------------------------------------------------------
 
     @property
+    def on_pending_change(self) -> Callable[[int], None]:
+        """Called with the number of writes waiting whenever it changes (a metric's setter)."""
+        return self._pending.on_change
+
+    @on_pending_change.setter
+    def on_pending_change(self, callback: Callable[[int], None]) -> None:
+        self._pending.on_change = callback
+
+    @property
     def pending_count(self) -> int:
-        with self._pending_lock:
-            return len(self._pending)
-
-    def _write(self, query_name: str, params: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-        """(written now, its row). While PostgreSQL is down the write is queued at once, so a
-        finished run never waits on a dead server: (False, None)."""
-        if not self.database_down:
-            try:
-                return True, self.db.fetch_one(_SQL[query_name], params, fast=True)
-            except DatabaseUnavailable:
-                self._mark_down()
-        self._defer(query_name, params)
-        return False, None
-
-    def _defer(self, query_name: str, params: dict[str, Any]) -> None:
-        with self._pending_lock:
-            if len(self._pending) >= MAX_PENDING_WRITES:
-                dropped = self._pending.popleft()
-                log.error("store.pending_overflow", dropped=dropped[0], limit=MAX_PENDING_WRITES)
-            self._pending.append((query_name, params))
-            count = len(self._pending)
-        log.warning("store.write_deferred", query=query_name, pending=count)
-        self.on_pending_change(count)
+        return self._pending.count
 
     def flush_pending(self) -> int:
         """Write deferred results in order; stop at the first that still cannot be written."""
-        written = 0
-        while True:
-            with self._pending_lock:
-                if not self._pending:
-                    break
-                query_name, params = self._pending[0]
-            try:
-                self.db.execute(_SQL[query_name], params)
-            except DatabaseUnavailable:
-                self._mark_down()
-                break
-            except DatabaseError as exc:
-                # A write the database refuses now will never succeed: log it, drop it.
-                log.error("store.deferred_write_refused", query=query_name, error=str(exc))
-            self._mark_up()
-            with self._pending_lock:
-                self._pending.popleft()
-                count = len(self._pending)
-            written += 1
-            self.on_pending_change(count)
-        if written:
-            log.info("store.deferred_writes_flushed", written=written, pending=self.pending_count)
-        return written
+        return self._pending.flush()
 
     def _key_params(self, key: OccurrenceKey) -> dict[str, Any]:
         return {

@@ -1,82 +1,48 @@
-"""CRUD over `schedules` (seed-001 API), validating every configuration it writes."""
+"""The `schedules` table's store: every statement on it but the runner's final write.
+
+- configuration CRUD (seed-001 API: create/update/delete/get...), validating what it writes;
+- the daemon's bookkeeping: `next_run` and the invalid/expired marks (never config changes);
+- the watcher's reads: changes since a transaction-id watermark, the start-up load, hashes;
+- the API sync's statements on `source='api'` rows, through `api_rows()` (`schedule_sync.py`).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from database.connection import DatabaseConnection, get_db_connection
+from database.connection import DatabaseConnection, get_db_connection, load_json
 from database.queries import load_queries
-from services.errors import InvalidScheduleError, ScheduleNotFound
-from services.model.records import Schedule
-from services.model.spec import validate_schedule
-from services.model.vocabulary import JobType, ScheduleSource
+from services.errors import ScheduleNotFound
+from services.model.records import Schedule, schedules_from_json_text
+from services.model.schedule_config import CONFIG_FIELDS, as_uuid, validate_config
+from services.model.vocabulary import ScheduleSource
+from services.store.schedule_sync import ApiRows, open_api_rows
+
+__all__ = [
+    "CONFIG_FIELDS",
+    "ChangedSince",
+    "ScheduleRepository",
+    "get_schedule_repository",
+    "validate_config",
+]
 
 _SQL = load_queries("schedules")
-CONFIG_FIELDS = (
-    "domain_config_id",
-    "domain",
-    "name",
-    "profile_id",
-    "frequency",
-    "time_config",
-    "enabled",
-    "job_type",
-    "payload",
-    "source",
-)
-MAX_DOMAIN_LENGTH = 255
 
 
-def _uuid(value: object, field: str) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise InvalidScheduleError(f"{field} must be a UUID, got {value!r}") from None
+@dataclass(frozen=True, slots=True)
+class ChangedSince:
+    """Configuration changes committed since a watermark."""
 
-
-def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC") -> dict[str, Any]:
-    """Check and normalise one schedule's configuration; raise InvalidScheduleError with reasons."""
-    errors: list[str] = []
-    clean = dict(config)
-    for key in ("domain_config_id", "profile_id"):
-        if clean.get(key) is not None:
-            try:
-                clean[key] = _uuid(clean[key], key)
-            except InvalidScheduleError as exc:
-                errors.append(exc.reason)
-    domain = clean.get("domain")
-    if not isinstance(domain, str) or not domain.strip():
-        errors.append(f"domain must be a non-empty string, got {domain!r}")
-    elif len(domain) > MAX_DOMAIN_LENGTH or "\x00" in domain:
-        errors.append(f"domain must be at most {MAX_DOMAIN_LENGTH} characters without NUL bytes")
-    job_type = clean.get("job_type")
-    if job_type is not None and (
-        not isinstance(job_type, str) or job_type not in {t.value for t in JobType}
-    ):
-        allowed = ", ".join(t.value for t in JobType)
-        errors.append(f"job_type {job_type!r} is not one of: {allowed} (or NULL for the default)")
-    if not isinstance(clean.get("payload", {}), dict):
-        errors.append(f"payload must be a JSON object, got {type(clean.get('payload')).__name__}")
-    source = clean.get("source", ScheduleSource.MANUAL.value)
-    if source not in {s.value for s in ScheduleSource}:
-        errors.append(f"source {source!r} is not one of: manual, api")
-    if not isinstance(clean.get("enabled", True), bool):
-        errors.append(f"enabled must be true or false, got {clean.get('enabled')!r}")
-    errors.extend(
-        validate_schedule(
-            clean.get("frequency"), clean.get("time_config"), default_timezone=default_timezone
-        )
-    )
-    if errors:
-        raise InvalidScheduleError("; ".join(errors))
-    return clean
+    watermark: str  # the next one: the oldest transaction open at the statement's snapshot
+    hashes: dict[UUID, str]  # schedule_id -> config_hash of each row changed meanwhile
 
 
 def _params(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,6 +53,9 @@ def _params(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ScheduleRepository:
+    """Every statement on `schedules` (and its tombstones) but the runner's final write, which
+    sets last_* together with its `job_executions` row (`store/executions.py`)."""
+
     def __init__(self, db: DatabaseConnection, *, default_timezone: str = "UTC") -> None:
         self.db = db
         self.default_timezone = default_timezone
@@ -129,7 +98,7 @@ class ScheduleRepository:
         unknown = set(changes) - set(CONFIG_FIELDS)
         if unknown:
             raise TypeError(f"update_schedule() got unknown fields: {', '.join(sorted(unknown))}")
-        key = {"schedule_id": _uuid(schedule_id, "schedule_id")}
+        key = {"schedule_id": as_uuid(schedule_id, "schedule_id")}
         with self.db.transaction() as tx:
             row = tx.fetch_one(_SQL["get_schedule_for_update"], key)
             if row is None:
@@ -144,7 +113,7 @@ class ScheduleRepository:
     def set_enabled(self, schedule_id: UUID | str, enabled: bool) -> Schedule:
         row = self.db.fetch_one(
             _SQL["set_enabled"],
-            {"schedule_id": _uuid(schedule_id, "schedule_id"), "enabled": enabled},
+            {"schedule_id": as_uuid(schedule_id, "schedule_id"), "enabled": enabled},
         )
         if row is None:
             raise ScheduleNotFound(schedule_id)
@@ -159,13 +128,13 @@ class ScheduleRepository:
     def delete_schedule(self, schedule_id: UUID | str) -> bool:
         """Delete one schedule; True if it existed. Its history stays."""
         deleted = self.db.execute(
-            _SQL["delete_schedule"], {"schedule_id": _uuid(schedule_id, "schedule_id")}
+            _SQL["delete_schedule"], {"schedule_id": as_uuid(schedule_id, "schedule_id")}
         )
         return deleted > 0
 
     def get_schedule(self, schedule_id: UUID | str) -> Schedule | None:
         row = self.db.fetch_one(
-            _SQL["get_schedule"], {"schedule_id": _uuid(schedule_id, "schedule_id")}
+            _SQL["get_schedule"], {"schedule_id": as_uuid(schedule_id, "schedule_id")}
         )
         return None if row is None else Schedule.from_row(row)
 
@@ -191,7 +160,7 @@ class ScheduleRepository:
                 "domain": domain,
                 "domain_config_id": None
                 if domain_config_id is None
-                else _uuid(domain_config_id, "domain_config_id"),
+                else as_uuid(domain_config_id, "domain_config_id"),
                 "source": source,
                 "limit": limit,
             },
@@ -206,6 +175,68 @@ class ScheduleRepository:
 
     def list_invalid(self) -> list[Schedule]:
         return [Schedule.from_row(row) for row in self.db.fetch_all(_SQL["list_invalid"])]
+
+    # -- the daemon's bookkeeping (next_run, last_status/last_error: never a config change) ----
+
+    def set_next_runs(self, pairs: Sequence[tuple[UUID, datetime | None]]) -> int:
+        """Write next_run of many schedules in one statement; the number of rows changed."""
+        if not pairs:
+            return 0
+        return self.db.execute(
+            _SQL["set_next_runs"],
+            {"schedule_ids": [p[0] for p in pairs], "next_runs": [p[1] for p in pairs]},
+        )
+
+    def mark_schedule_status(self, schedule_id: UUID, status: str, error: str | None) -> bool:
+        """Set last_status/last_error once (no write when already so); clears next_run."""
+        params = {"schedule_id": schedule_id, "status": status, "error": error}
+        return self.db.execute(_SQL["mark_schedule_status"], params) > 0
+
+    def clear_schedule_mark(self, schedule_id: UUID) -> None:
+        """A row that parses again loses its 'invalid'/'expired' mark."""
+        self.db.execute(_SQL["clear_schedule_mark"], {"schedule_id": schedule_id})
+
+    # -- the watcher's reads ------------------------------------------------------------------
+
+    def current_xmin(self) -> str:
+        """The watermark to start from: the oldest transaction open right now."""
+        return str(self.db.fetch_value(_SQL["current_xmin"]))
+
+    def changed_since(self, watermark: str) -> ChangedSince:
+        """Rows whose configuration changed in a transaction at or after `watermark`."""
+        rows = self.db.fetch_all(_SQL["changed_since"], {"since": watermark})
+        hashes = {r["schedule_id"]: r["config_hash"] for r in rows if r["schedule_id"] is not None}
+        return ChangedSince(rows[0]["xmin"], hashes)
+
+    def deleted_since(self, watermark: str) -> set[UUID]:
+        """Schedules deleted in a transaction at or after `watermark` (their tombstones)."""
+        rows = self.db.fetch_all(_SQL["deleted_since"], {"since": watermark})
+        return {r["schedule_id"] for r in rows}
+
+    def all_schedules(self) -> list[Schedule]:
+        """Every row, for the start-up load (each distinct JSON text decoded once)."""
+        return schedules_from_json_text(self.db.fetch_all(_SQL["all_schedules"]), load_json)
+
+    def all_hashes(self) -> dict[UUID, str]:
+        """Every row's configuration hash, for the safety pass."""
+        return {r["schedule_id"]: r["config_hash"] for r in self.db.fetch_all(_SQL["all_hashes"])}
+
+    def schedules_by_ids(self, schedule_ids: Sequence[UUID]) -> list[Schedule]:
+        """The current rows of `schedule_ids` (an id with no row is simply absent)."""
+        rows = self.db.fetch_all(_SQL["schedules_by_ids"], {"ids": list(schedule_ids)})
+        return [Schedule.from_row(r) for r in rows]
+
+    def prune_tombstones(self) -> int:
+        """Forget deletions every instance has long since applied."""
+        return self.db.execute(_SQL["prune_tombstones"])
+
+    # -- the API sync -------------------------------------------------------------------------
+
+    @contextmanager
+    def api_rows(self, *, write: bool) -> Iterator[ApiRows]:
+        """The API sync's statements on `source='api'` rows (see `open_api_rows`)."""
+        with open_api_rows(self.db, write=write) as rows:
+            yield rows
 
 
 _repository: ScheduleRepository | None = None

@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from services.errors import SchedulerError
+from services.errors import ApiSyncError
 from services.log import get_logger
 
 log = get_logger(__name__)
@@ -36,15 +36,6 @@ CASES = (
     "cancelled",  # the daemon stopped while waiting to retry
 )
 _RETRYABLE_STATUS = frozenset({408, 429})
-
-
-class ApiSyncError(SchedulerError):
-    """The API's answer could not be read as a whole; nothing was changed. See CASES."""
-
-    def __init__(self, case: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.case = case
-        self.status = status
 
 
 class _Retryable(Exception):

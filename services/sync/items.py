@@ -1,6 +1,6 @@
 """One API item (seed-001 "API Schedule Format") → a validated schedule configuration.
 
-See services/api_sync.py for the mapping of fields.
+See `sync/sync.py` for the mapping of fields.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from services.errors import InvalidScheduleError
+from services.model.schedule_config import validate_config
 from services.model.spec import COMMON_KEYS
 from services.model.vocabulary import ScheduleSource
-from services.store.schedules import validate_config
 from services.sync.client import json_kind
 
 # Fixed forever: ids already in the database depend on it.

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from uuid import UUID
 
+from services.clock import Clock
 from services.errors import DatabaseError, DatabaseUnavailable, InvalidScheduleError
 from services.log import get_logger
+from services.metrics import Metrics
+from services.model.catalog import Catalog
 from services.model.fire_times import next_fire_time
-from services.model.occurrence import LoadedSchedule, Occurrence
+from services.model.occurrence import LoadedSchedule, Occurrence, OccurrenceSink, misfire_grace
 from services.model.records import Schedule
-from services.model.spec import parse_schedule
-from services.scheduling.job_store import build_job
-from services.scheduling.trigger import ScheduleTrigger
-
-if TYPE_CHECKING:
-    from services.enhanced_scheduler import EnhancedScheduler
+from services.model.vocabulary import RunTrigger
+from services.scheduling.jobs import JobTable
 
 log = get_logger(__name__)
 MAX_CATCHUP_SKIP_ROWS = 100  # per schedule; beyond that the skipped count is logged, not stored
@@ -35,35 +34,54 @@ MAX_MISSED_SCAN = 100_000  # bound on walking missed occurrences (a 1 s interval
 _TICK = timedelta(microseconds=1)
 
 
+class ScheduleMarks(Protocol):
+    """The daemon's bookkeeping writes on `schedules` (never configuration, never audited)."""
+
+    def set_next_runs(self, pairs: Sequence[tuple[UUID, datetime | None]]) -> int: ...
+
+    def mark_schedule_status(self, schedule_id: UUID, status: str, error: str | None) -> bool: ...
+
+    def clear_schedule_mark(self, schedule_id: UUID) -> None: ...
+
+
 class ScheduleLoader:
-    def __init__(self, daemon: EnhancedScheduler) -> None:
-        self.daemon = daemon
-        self._loaded: dict[UUID, LoadedSchedule] = {}
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        jobs: JobTable,
+        marks: ScheduleMarks,
+        sink: OccurrenceSink,
+        fire: Callable[..., Any],
+        metrics: Metrics,
+        clock: Clock,
+        stop: threading.Event,
+        default_grace: float,
+    ) -> None:
+        self.catalog = catalog
+        self.jobs = jobs
+        self.marks = marks
+        self.sink = sink
+        self.fire = fire
+        self.metrics = metrics
+        self.clock = clock
+        self.stop = stop
+        self.default_grace = default_grace
         self._lock = threading.RLock()
 
     @property
     def count(self) -> int:
-        return len(self._loaded)
+        return len(self.catalog)
 
     def get(self, schedule_id: UUID) -> LoadedSchedule | None:
-        return self._loaded.get(schedule_id)
+        return self.catalog.get(schedule_id)
 
     def loaded_ids(self) -> set[UUID]:
         with self._lock:
-            return set(self._loaded)
+            return self.catalog.ids()
 
     def parse(self, schedule: Schedule) -> LoadedSchedule:
-        if not isinstance(schedule.payload, dict):  # hand-made rows can hold anything
-            raise InvalidScheduleError(f"payload must be a JSON object, got {schedule.payload!r}")
-        spec = parse_schedule(
-            schedule.frequency,
-            schedule.time_config,
-            default_timezone=self.daemon.settings.scheduler_timezone,
-            schedule_id=str(schedule.schedule_id),
-            created_at=schedule.created_at,
-            config_json=schedule.time_config_json,
-        )
-        return LoadedSchedule(schedule, spec)
+        return self.catalog.parse(schedule)
 
     # -- whole-table load ---------------------------------------------------------------------
 
@@ -78,14 +96,14 @@ class ScheduleLoader:
         verbose = len(schedules) <= VERBOSE_LIMIT
         # One "now" for the batch: every row is judged against the same moment (and reading
         # the clock per row showed at 100,000 rows).
-        now = self.daemon.clock.now()
+        now = self.clock.now()
         for schedule in schedules:
             outcome, next_run = self._apply(schedule, now, catch_up=catch_up, verbose=verbose)
             outcomes[outcome] += 1
             if outcome != "unchanged" and next_run != schedule.next_run:
                 next_runs.append((schedule.schedule_id, next_run))
         if outcomes.keys() - {"unchanged", "disabled"}:
-            self.daemon.scheduler.wakeup()  # once per batch: its next wake-up may be earlier now
+            self.jobs.wakeup()  # once per batch: its next wake-up may be earlier now
         if background:
             threading.Thread(
                 target=self._write_next_runs,
@@ -94,19 +112,19 @@ class ScheduleLoader:
                 daemon=True,
             ).start()
         else:
-            self.daemon.store.set_next_runs(next_runs)
-        self.daemon.metrics.schedules_loaded.set(self.count)
+            self.marks.set_next_runs(next_runs)
+        self.metrics.schedules_loaded.set(self.count)
         return outcomes
 
     def _write_next_runs(self, pairs: list[tuple[UUID, datetime | None]]) -> None:
         pairs.sort(key=lambda pair: pair[0])  # one lock order, fewer deadlocks with bulk edits
         for start in range(0, len(pairs), NEXT_RUN_CHUNK):
-            if self.daemon.stop_event.is_set():
+            if self.stop.is_set():
                 return  # shutting down: the pool is closing, and the next start writes them
             chunk = pairs[start : start + NEXT_RUN_CHUNK]
             for attempt in range(3):
                 try:
-                    self.daemon.store.set_next_runs(chunk)
+                    self.marks.set_next_runs(chunk)
                     break
                 except Exception as exc:  # e.g. the pool closed by a shutdown meanwhile
                     # next_run is rewritten after every run: a gap only delays what it shows.
@@ -118,10 +136,10 @@ class ScheduleLoader:
                     )
 
     def remove(self, schedule_id: UUID) -> bool:
-        with self._lock, self.daemon.scheduler._jobstores_lock:
-            existed = self._loaded.pop(schedule_id, None) is not None
-            self.daemon.job_store.discard_job(str(schedule_id))
-        self.daemon.metrics.schedules_loaded.set(self.count)
+        with self._lock:
+            existed = self.catalog.pop(schedule_id)
+            self.jobs.discard(str(schedule_id))
+        self.metrics.schedules_loaded.set(self.count)
         return existed
 
     def _apply(
@@ -132,7 +150,7 @@ class ScheduleLoader:
             # next_run is cleared so that re-enabling later never "catches up" on the pause.
             return ("removed" if self.remove(sid) else "disabled"), None
         with self._lock:
-            current = self._loaded.get(sid)
+            current = self.catalog.get(sid)
             if (
                 current is not None
                 and schedule.config_hash
@@ -145,7 +163,7 @@ class ScheduleLoader:
                 self._mark(schedule, "invalid", exc.reason)
                 self.remove(sid)
                 return "invalid", None
-            grace = self.daemon.runner.grace_for(loaded)
+            grace = misfire_grace(loaded, self.default_grace)
             if catch_up:
                 self._catch_up(loaded, now, grace)
             first = self._first_fire(loaded, current, now, grace)
@@ -160,21 +178,9 @@ class ScheduleLoader:
                 return "expired", None
             if schedule.last_status in ("invalid", "expired"):
                 self._clear_mark(sid)
-            self._loaded[sid] = loaded
+            self.catalog.put(loaded)
             job_id = loaded.spec.schedule_id or str(sid)
-            job = build_job(
-                self.daemon.scheduler,
-                job_id=job_id,
-                func=self.daemon.fire,
-                trigger=ScheduleTrigger(loaded.spec),
-                args=(job_id,),
-                name=schedule.domain,
-                next_run_time=first,
-                max_instances=self.daemon.settings.job_max_instances,
-            )
-            # The scheduler's own lock: its loop must not interleave with this replacement.
-            with self.daemon.scheduler._jobstores_lock:
-                self.daemon.job_store.put_job(job)
+            self.jobs.put(job_id, loaded.spec, first=first, fire=self.fire, name=schedule.domain)
         if verbose:  # a bulk load logs one summary instead (a line each would dominate it)
             log.info(
                 "schedule.loaded" if current is None else "schedule.updated",
@@ -194,8 +200,7 @@ class ScheduleLoader:
         if loaded.spec.frequency == "once":
             start = now - timedelta(seconds=grace)
         if current is not None:
-            job = self.daemon.job_store.lookup_job(str(loaded.schedule_id))
-            pending = getattr(job, "next_run_time", None) if job is not None else None
+            pending = self.jobs.pending_fire(str(loaded.schedule_id))
             if pending is not None and pending < now:
                 start = pending
         return next_fire_time(loaded.spec, start - _TICK, now)
@@ -217,7 +222,7 @@ class ScheduleLoader:
         skipped = missed[:-1] if runnable is not None else missed
         sid = str(loaded.schedule_id)
         for moment in skipped[-MAX_CATCHUP_SKIP_ROWS:]:
-            self.daemon.runner.skip(
+            self.sink.skip(
                 Occurrence(loaded, moment, moment, job_id=sid),
                 "missed while no scheduler instance was running (beyond the misfire grace time)",
                 "downtime",
@@ -230,11 +235,13 @@ class ScheduleLoader:
             )
         if runnable is not None:
             log.info("schedule.catchup", schedule_id=sid, scheduled_for=runnable.isoformat())
-            self.daemon.run_catchup(loaded, runnable)
+            self.sink.submit(
+                Occurrence(loaded, runnable, runnable, trigger=RunTrigger.CATCHUP, job_id=sid)
+            )
 
     def _mark(self, schedule: Schedule, status: str, reason: str) -> None:
         try:
-            changed = self.daemon.store.mark_schedule_status(schedule.schedule_id, status, reason)
+            changed = self.marks.mark_schedule_status(schedule.schedule_id, status, reason)
         except (DatabaseUnavailable, DatabaseError) as exc:
             log.warning(
                 "schedule.mark_failed", schedule_id=str(schedule.schedule_id), error=str(exc)
@@ -245,6 +252,6 @@ class ScheduleLoader:
 
     def _clear_mark(self, schedule_id: UUID) -> None:
         try:
-            self.daemon.store.clear_schedule_mark(schedule_id)
+            self.marks.clear_schedule_mark(schedule_id)
         except (DatabaseUnavailable, DatabaseError) as exc:
             log.warning("schedule.mark_failed", schedule_id=str(schedule_id), error=str(exc))

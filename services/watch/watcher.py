@@ -20,18 +20,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
-import psycopg
-
-from database.connection import DatabaseConnection, load_json
-from database.queries import load_queries
 from services.clock import Clock
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.log import get_logger
 from services.metrics import Metrics
-from services.model.records import Schedule, schedules_from_json_text
+from services.model.records import Schedule
+from services.store.listen import NotificationListener
+from services.store.schedules import ScheduleRepository
 from services.watch.loader import ScheduleLoader
 
-_SQL = load_queries("watcher")
 log = get_logger(__name__)
 CHANNEL = "schedules_changed"
 FULL_PASS_EVERY = 10
@@ -42,20 +39,20 @@ FETCH_BATCH = 5000
 class ScheduleWatcher:
     def __init__(
         self,
-        db: DatabaseConnection,
+        schedules: ScheduleRepository,
         loader: ScheduleLoader,
         metrics: Metrics,
         clock: Clock,
         *,
-        database_url: str,
+        listener: NotificationListener,
         interval: float,
         stop: threading.Event,
     ) -> None:
-        self.db = db
+        self.schedules = schedules
         self.loader = loader
         self.metrics = metrics
         self.clock = clock
-        self.database_url = database_url
+        self.listener = listener
         self.interval = interval
         self.stop = stop
         self._applied: dict[UUID, str] = {}  # every row seen (valid or not) -> its config hash
@@ -79,14 +76,14 @@ class ScheduleWatcher:
         watermark is taken first, so a change committed during the load is seen by the first
         incremental pass."""
         started = time.monotonic()
-        self._watermark = self.db.fetch_value(_SQL["current_xmin"])
+        self._watermark = self.schedules.current_xmin()
         # The load allocates millions of long-lived objects; cyclic GC passes over them while
         # they are being built cost more than the load itself at 100,000 schedules. Afterwards
         # they are frozen out of later full collections.
         gc_enabled = gc.isenabled()
         gc.disable()
         try:
-            rows = schedules_from_json_text(self.db.fetch_all(_SQL["all_schedules"]), load_json)
+            rows = self.schedules.all_schedules()
             outcomes = self._apply(rows, catch_up=catch_up, background=True)
         finally:
             if gc_enabled:
@@ -163,35 +160,26 @@ class ScheduleWatcher:
     def incremental_pass(self) -> Counter[str]:
         started = time.monotonic()
         if self._watermark is None:
-            self._watermark = self.db.fetch_value(_SQL["current_xmin"])
+            self._watermark = self.schedules.current_xmin()
         since = self._watermark
-        rows = self.db.fetch_all(_SQL["changed_since"], {"since": since})
-        next_watermark = rows[0]["xmin"]
-        changed = {
-            r["schedule_id"]
-            for r in rows
-            if r["schedule_id"] is not None
-            and self._applied.get(r["schedule_id"]) != r["config_hash"]
-        }
-        deleted = {
-            r["schedule_id"] for r in self.db.fetch_all(_SQL["deleted_since"], {"since": since})
-        }
+        found = self.schedules.changed_since(since)
+        changed = {sid for sid, h in found.hashes.items() if self._applied.get(sid) != h}
+        deleted = self.schedules.deleted_since(since)
         outcomes = self._refresh(changed | (deleted & set(self._applied)))
-        self._watermark = next_watermark
-        self._record_pass("incremental", started, outcomes, len(rows))
+        self._watermark = found.watermark
+        self._record_pass("incremental", started, outcomes, len(found.hashes))
         return outcomes
 
     def full_pass(self) -> Counter[str]:
         started = time.monotonic()
-        watermark = self.db.fetch_value(_SQL["current_xmin"])
-        rows = self.db.fetch_all(_SQL["all_hashes"])
-        present = {r["schedule_id"]: r["config_hash"] for r in rows}
+        watermark = self.schedules.current_xmin()
+        present = self.schedules.all_hashes()
         changed = {sid for sid, h in present.items() if self._applied.get(sid) != h}
         gone = (set(self._applied) | self.loader.loaded_ids()) - set(present)
         outcomes = self._refresh(changed | gone)
         self._watermark = watermark
-        self.db.execute(_SQL["prune_tombstones"])
-        self._record_pass("full", started, outcomes, len(rows))
+        self.schedules.prune_tombstones()
+        self._record_pass("full", started, outcomes, len(present))
         return outcomes
 
     def _refresh(self, ids: Iterable[UUID]) -> Counter[str]:
@@ -200,10 +188,7 @@ class ScheduleWatcher:
         outcomes: Counter[str] = Counter()
         for start in range(0, len(wanted), FETCH_BATCH):
             batch = wanted[start : start + FETCH_BATCH]
-            rows = [
-                Schedule.from_row(r)
-                for r in self.db.fetch_all(_SQL["schedules_by_ids"], {"ids": batch})
-            ]
+            rows = self.schedules.schedules_by_ids(batch)
             outcomes.update(self._apply(rows))
             for missing in set(batch) - {r.schedule_id for r in rows}:
                 self._applied.pop(missing, None)
@@ -242,17 +227,7 @@ class ScheduleWatcher:
         delay = 0.5
         while not self.stop.is_set():
             try:
-                with psycopg.connect(
-                    self.database_url,
-                    autocommit=True,
-                    connect_timeout=5,
-                    keepalives=1,
-                    keepalives_idle=30,
-                    keepalives_interval=10,
-                    keepalives_count=3,
-                ) as conn:
-                    for channel in (CHANNEL, *self.channels):
-                        conn.execute(f"LISTEN {channel}")
+                with self.listener.session((CHANNEL, *self.channels)) as connection:
                     self.listening = True
                     delay = 0.5
                     log.info("watcher.listening", channel=CHANNEL)
@@ -261,10 +236,10 @@ class ScheduleWatcher:
                     # reconnect those of the outage. A pass from the watermark applies them now.
                     self.request_pass()
                     while not self.stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
-                            callback = self.channels.get(note.channel, self._on_notification)
-                            callback(note.payload)
-            except psycopg.Error as exc:
+                        for channel, payload in connection.notifications(timeout=1.0):
+                            callback = self.channels.get(channel, self._on_notification)
+                            callback(payload)
+            except (DatabaseUnavailable, DatabaseError) as exc:
                 if self.listening:
                     log.warning("watcher.listener_lost", error=str(exc).splitlines()[0])
                 self.listening = False

@@ -16,18 +16,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import redis
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.lock.client import create_redis_client
 from services.log import get_logger, mask_secrets
 from services.ops.startup import StartupError
-
-if TYPE_CHECKING:
-    from services.enhanced_scheduler import EnhancedScheduler
 
 log = get_logger(__name__)
 
@@ -46,13 +43,33 @@ def _problem(exc: BaseException) -> str:
     return mask_secrets(text)
 
 
+class OpsView(Protocol):
+    """What the operations endpoints ask of the scheduler they serve."""
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry: ...
+
+    @property
+    def redis_url(self) -> str: ...
+
+    def readiness_problem(self) -> str | None:
+        """Why the scheduler itself is not ready ("not started", "stopping"), or None."""
+        ...
+
+    def check_database(self) -> None:
+        """Raise, with the reason, when PostgreSQL does not answer."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
 class HealthServer:
     """Serves the operations endpoints of one scheduler. Port 0 binds an ephemeral port (tests);
     the daemon never passes 0, which HTTP_PORT uses to mean "off"."""
 
     def __init__(
         self,
-        scheduler: EnhancedScheduler,
+        scheduler: OpsView,
         host: str,
         port: int,
         *,
@@ -67,7 +84,7 @@ class HealthServer:
         self._started_at = time.monotonic()
         # A client of our own with short time-outs: a probe never waits on the scheduler's pool.
         self._redis: redis.Redis = create_redis_client(
-            scheduler.settings.redis_url,
+            scheduler.redis_url,
             max_connections=2,
             socket_timeout=check_timeout / 2,
             connect_timeout=check_timeout / 2,
@@ -132,16 +149,14 @@ class HealthServer:
                 problem = f"no answer within {self.check_timeout:g}s"
             if problem:
                 reasons.append(f"{name}: {problem}")
-        if not self.scheduler.started:
-            reasons.append("scheduler: not started")
-        elif self.scheduler.stop_event.is_set():
-            reasons.append("scheduler: stopping")
+        problem = self.scheduler.readiness_problem()
+        if problem:
+            reasons.append(f"scheduler: {problem}")
         return not reasons, reasons
 
     def status(self) -> dict[str, Any]:
         return {
             **self.scheduler.status(),
-            "started": self.scheduler.started,
             "uptime_seconds": round(time.monotonic() - self._started_at, 3),
         }
 
@@ -157,7 +172,7 @@ class HealthServer:
 
     def _check_database(self) -> str | None:
         try:
-            self.scheduler.db.fetch_value("SELECT 1")
+            self.scheduler.check_database()
         except Exception as exc:
             return _problem(exc)
         return None
@@ -200,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, health.status())
             elif path == "/metrics":
                 self._send(
-                    200, generate_latest(health.scheduler.metrics.registry), CONTENT_TYPE_LATEST
+                    200, generate_latest(health.scheduler.metrics_registry), CONTENT_TYPE_LATEST
                 )
             else:
                 self._send_json(404, {"error": "not found", "path": path})

@@ -21,18 +21,13 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from database.connection import DatabaseConnection
-from services.errors import InvalidScheduleError
+from services.errors import ApiSyncError, InvalidScheduleError
+from services.model.schedule_config import validate_config
 from services.model.spec import COMMON_KEYS, FREQUENCIES, SHAPE_KEYS
-from services.store.schedules import validate_config
-from services.sync.sync import (
-    ApiClient,
-    ApiSync,
-    ApiSyncError,
-    SyncResult,
-    map_domain_config_id,
-    parse_items,
-    parse_page,
-)
+from services.store.schedules import ScheduleRepository
+from services.sync.client import ApiClient, parse_page
+from services.sync.items import map_domain_config_id, parse_items
+from services.sync.sync import ApiSync, SyncResult
 from tests.support.http_server import RecordingHTTPServer, ScriptedResponse
 from tests.support.schedules import query
 
@@ -202,7 +197,7 @@ def dump(url: str, where: str) -> str:
 def sync_once(db: DatabaseConnection, server: RecordingHTTPServer, body: bytes) -> SyncResult:
     server.enqueue(ScriptedResponse(200, body=body))
     client = ApiClient(f"{server.url}/v1/schedules", timeout=2.0, attempts=1, backoff=0.01)
-    return ApiSync(db, client).sync()
+    return ApiSync(ScheduleRepository(db), client).sync()
 
 
 def row_problems(row: dict[str, Any], items: list[Any]) -> list[str]:

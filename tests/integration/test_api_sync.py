@@ -21,15 +21,13 @@ from psycopg.types.json import Jsonb
 from database.connection import DatabaseConnection
 from services.config import load_settings
 from services.enhanced_scheduler import EnhancedScheduler
+from services.errors import ApiSyncError
 from services.lock.keys import api_sync_lock_key
 from services.lock.lock import DistributedLock
-from services.sync.sync import (
-    EXTERNAL_ID_NAMESPACE,
-    ApiClient,
-    ApiSync,
-    ApiSyncError,
-    SyncResult,
-)
+from services.store.schedules import ScheduleRepository
+from services.sync.client import ApiClient
+from services.sync.items import EXTERNAL_ID_NAMESPACE
+from services.sync.sync import ApiSync, SyncResult
 from tests.support.daemon import ROOT, DaemonProcess
 from tests.support.http_server import RecordingHTTPServer, ScriptedResponse, unused_port
 from tests.support.schedules import query
@@ -71,7 +69,8 @@ def make_sync(
 ) -> ApiSync:
     options.setdefault("timeout", 2.0)
     options.setdefault("backoff", 0.01)
-    return ApiSync(db, ApiClient(url, **options), disable_missing=disable_missing)
+    client = ApiClient(url, **options)
+    return ApiSync(ScheduleRepository(db), client, disable_missing=disable_missing)
 
 
 def dump(url: str) -> list[str]:
@@ -109,10 +108,10 @@ def scheduler(env: dict[str, str], server: RecordingHTTPServer) -> Iterator[Enha
     """An in-process scheduler pointed at `server`, its watcher driven by hand."""
     settings = load_settings({**env, "API_URL": f"{server.url}/v1/schedules", "API_TOKEN": "tk-9"})
     instance = EnhancedScheduler(settings=settings)
-    instance.scheduler.start(paused=True)
+    instance.jobs.start(paused=True)
     instance.watcher.initial_load()
     yield instance
-    instance.scheduler.shutdown(wait=False)
+    instance.jobs.shutdown()
     instance.db.close()
     instance.redis.close()
 

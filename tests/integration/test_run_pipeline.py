@@ -165,11 +165,7 @@ class ClaimCounter:
         self.sizes: list[int] = []
         self.schedules: list[UUID] = []
         store = daemon.store
-        claim, claim_many = store.claim, store.claim_many
-
-        def counted_claim(key: OccurrenceKey, execution_id: UUID) -> Claim | None:
-            self._record([key])
-            return claim(key, execution_id)
+        claim_many = store.claim_many
 
         def counted_claim_many(
             requests: Sequence[tuple[OccurrenceKey, UUID]],
@@ -177,7 +173,6 @@ class ClaimCounter:
             self._record([key for key, _ in requests])
             return claim_many(requests)
 
-        monkeypatch.setattr(store, "claim", counted_claim)
         monkeypatch.setattr(store, "claim_many", counted_claim_many)
 
     def _record(self, keys: Sequence[OccurrenceKey]) -> None:

@@ -30,16 +30,16 @@ def sql(url: str, statement: str, params: Any = None) -> None:
 def scheduler(settings: Settings) -> Iterator[EnhancedScheduler]:
     """An in-process scheduler whose watcher is driven by hand (no threads started)."""
     instance = EnhancedScheduler(settings=settings)
-    instance.scheduler.start(paused=True)
+    instance.jobs.start(paused=True)
     instance.watcher.initial_load()
     yield instance
-    instance.scheduler.shutdown(wait=False)
+    instance.jobs.shutdown()
     instance.db.close()
     instance.redis.close()
 
 
 def job_of(s: EnhancedScheduler, schedule_id: uuid.UUID) -> Any:
-    return s.scheduler.get_job(str(schedule_id))
+    return s.jobs.get_job(str(schedule_id))
 
 
 def test_every_config_column_edit_is_applied_and_unrelated_jobs_are_untouched(

@@ -8,17 +8,15 @@ from typing import Any
 
 import pytest
 
-from services.errors import InvalidScheduleError
-from services.sync.sync import (
+from services.errors import ApiSyncError, InvalidScheduleError
+from services.sync.client import parse_page, shown_url
+from services.sync.items import (
     EXTERNAL_ID_NAMESPACE,
-    ApiSyncError,
     map_domain_config_id,
     parse_item,
     parse_items,
-    parse_page,
-    plan_sync,
-    shown_url,
 )
+from services.sync.plan import plan_sync
 
 URL = "https://api.example.com/v1/schedules?token=secret"
 

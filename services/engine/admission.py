@@ -1,0 +1,139 @@
+"""Who may run an occurrence: its schedule's lock, taken for many occurrences at once.
+
+One Redis round trip takes the locks of all occurrences due together; for those found taken, one
+more asks who holds them. A holder running this very occurrence (another instance) is a quiet
+conflict; a holder running an earlier occurrence is an overlap, recorded skipped; Redis down
+means skipped too: a run never starts without its lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+
+from services.engine.runs import ActiveRun
+from services.errors import LockUnavailable
+from services.lock.keys import schedule_lock_key
+from services.lock.lock import DistributedLock, acquire_many, holders_many
+from services.log import get_logger
+from services.metrics import Metrics
+from services.model.occurrence import Occurrence, lock_token, token_occurrence
+from services.ops.timer import TimerThread
+
+log = get_logger(__name__)
+
+# (index of the occurrence in its batch, its run, its lock)
+Candidate = tuple[int, ActiveRun, DistributedLock]
+
+
+@dataclass
+class LockVerdict:
+    held: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[Candidate, str, str]] = field(default_factory=list)  # reason, kind
+    elsewhere: list[Candidate] = field(default_factory=list)  # this occurrence, another holder
+
+
+class LockGate:
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        instance_id: str,
+        ttl: float,
+        prefix: str,
+        metrics: Metrics,
+        timer: TimerThread,
+    ) -> None:
+        self.timer = timer
+        self.redis = redis_client
+        self.instance_id = instance_id
+        self.ttl = ttl
+        self.prefix = prefix
+        self.metrics = metrics
+
+    def lock_for(self, active: ActiveRun) -> DistributedLock:
+        occ = active.occurrence
+        active.lock = DistributedLock(
+            self.redis,
+            schedule_lock_key(occ.loaded.schedule_id, self.prefix),
+            self.ttl,
+            self.instance_id,
+            token=lock_token(self.instance_id, active.execution_id, occ),
+            on_lost=lambda _lock: active.cancel("lock_lost"),
+            timer=self.timer,
+        )
+        return active.lock
+
+    def acquire_all(self, candidates: list[Candidate]) -> LockVerdict:
+        verdict = LockVerdict()
+        if not candidates:
+            return verdict
+        taken = acquire_many([lock for _, _, lock in candidates])
+        busy: list[Candidate] = []
+        for candidate, got in zip(candidates, taken, strict=True):
+            if got is True:
+                verdict.held.append(candidate)
+            elif got is False:
+                busy.append(candidate)
+            else:
+                verdict.skipped.append((candidate, *redis_skip(got)))
+        holders = holders_many([lock for _, _, lock in busy]) if busy else []
+        for candidate, holder in zip(busy, holders, strict=True):
+            _, active, lock = candidate
+            try:
+                if self._settle_busy(lock, active.occurrence, holder):
+                    verdict.held.append(candidate)
+                else:
+                    verdict.elsewhere.append(candidate)
+            except _Skip as skip:
+                verdict.skipped.append((candidate, skip.reason, skip.kind))
+        return verdict
+
+    def _settle_busy(
+        self, lock: DistributedLock, occ: Occurrence, holder: str | LockUnavailable | None
+    ) -> bool:
+        """A lock found taken, and its holder. True: taken by us after all (the holder released
+        it in between; two more tries). False: held for this very occurrence, by another
+        instance (quiet). _Skip: it cannot run now (Redis down, or an earlier run of the
+        schedule still holds the lock)."""
+        tries = 2
+        while True:
+            if isinstance(holder, LockUnavailable):
+                raise _Skip(*redis_skip(holder))
+            if holder is not None:
+                self.metrics.lock_conflicts.inc()
+                if _same_occurrence(holder, lock, occ):
+                    return False
+                raise _Skip(
+                    f"lock {lock.key} is still held by an earlier run ({holder})", "overlap"
+                )
+            if tries == 0:
+                return False
+            tries -= 1
+            try:
+                if lock.acquire():
+                    return True
+                holder = lock.holder()
+            except LockUnavailable as exc:
+                holder = exc
+
+
+def _same_occurrence(holder: str, lock: DistributedLock, occ: Occurrence) -> bool:
+    parsed, mine = token_occurrence(holder), token_occurrence(lock.token)
+    same = parsed is not None and mine is not None and parsed[2:] == mine[2:]
+    if same:
+        log.debug("run.lock_conflict", schedule_id=str(occ.loaded.schedule_id), holder=holder)
+    return same
+
+
+def redis_skip(error: LockUnavailable) -> tuple[str, str]:
+    """(reason, kind) of an occurrence not run because Redis could not be asked for its lock."""
+    return f"Redis unreachable, not run without its lock: {error}", "redis"
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind

@@ -1,0 +1,95 @@
+"""Builds the engine: the job table, the runner and what feeds it, wired to one another.
+
+The runner, the rechecks and the pipeline form the one loop of the engine (a recheck runs an
+occurrence again through the runner); this is the one place that closes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+import redis
+
+from services.clock import Clock
+from services.config import Settings
+from services.engine.firing import FiringPolicy
+from services.engine.handlers import HandlerRegistry
+from services.engine.parking import ParkingLot
+from services.engine.pipeline import RunPipeline
+from services.engine.recheck import Rechecks
+from services.engine.retries import RetryScheduler
+from services.engine.runner import JobRunner
+from services.metrics import Metrics
+from services.model.catalog import Catalog
+from services.model.records import Schedule
+from services.model.retry import RetryPolicy
+from services.ops.timer import TimerThread
+from services.scheduling.jobs import JobTable
+from services.store.executions import ExecutionStore
+
+
+@dataclass(frozen=True)
+class Engine:
+    catalog: Catalog
+    jobs: JobTable
+    retries: RetryScheduler
+    parking: ParkingLot
+    runner: JobRunner
+    pipeline: RunPipeline
+    firing: FiringPolicy
+
+
+def build_engine(
+    s: Settings,
+    *,
+    max_workers: int,
+    store: ExecutionStore,
+    read_schedule: Callable[[UUID | str], Schedule | None],
+    redis_client: redis.Redis,
+    handlers: HandlerRegistry,
+    metrics: Metrics,
+    clock: Clock,
+    timer: TimerThread,
+    stop: threading.Event,
+) -> Engine:
+    catalog = Catalog(s.scheduler_timezone)
+    jobs = JobTable(max_workers=max_workers, max_instances=s.job_max_instances)
+    retries = RetryScheduler(jobs, catalog, read_schedule)
+    parking = ParkingLot()
+    retry_policy = RetryPolicy(
+        s.retry_initial_delay, s.retry_backoff_base, s.retry_max_delay, s.retry_max_attempts
+    )
+    runner = JobRunner(
+        store=store,
+        redis_client=redis_client,
+        handlers=handlers,
+        metrics=metrics,
+        clock=clock,
+        timer=timer,
+        retry_policy=retry_policy,
+        instance_id=s.instance_id,
+        lock_ttl=s.lock_timeout,
+        default_grace=s.job_misfire_grace_time,
+        default_timeout=s.job_timeout,
+        default_job_type=s.default_job_type,
+        key_prefix=s.redis_key_prefix,
+        schedule_retry=retries.schedule,
+        park=parking.park,
+    )
+    rechecks = Rechecks(store, runner, jobs, timer, stop)
+    runner.recheck = rechecks.later  # the one loop: a recheck runs through it
+    pipeline = RunPipeline(runner, max_workers)
+    firing = FiringPolicy(
+        catalog=catalog,
+        read_schedule=read_schedule,
+        runner=runner,
+        pipeline=pipeline,
+        clock=clock,
+        coalesce=s.job_coalesce,
+        max_instances=s.job_max_instances,
+    )
+    jobs.route(dispatch=firing.dispatch, on_overlap=firing.on_overlap)
+    return Engine(catalog, jobs, retries, parking, runner, pipeline, firing)

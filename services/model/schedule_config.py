@@ -1,0 +1,79 @@
+"""A schedule's configuration columns, checked and normalised as a whole (no I/O).
+
+The one validation every writer of `schedules` shares: the repository (CLI, REST API), the CLI's
+`update` preview and the API sync's items. A row that fails it is refused with every reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from services.errors import InvalidScheduleError
+from services.model.spec import validate_schedule
+from services.model.vocabulary import JobType, ScheduleSource
+
+__all__ = ["CONFIG_FIELDS", "MAX_DOMAIN_LENGTH", "as_uuid", "validate_config"]
+
+CONFIG_FIELDS = (
+    "domain_config_id",
+    "domain",
+    "name",
+    "profile_id",
+    "frequency",
+    "time_config",
+    "enabled",
+    "job_type",
+    "payload",
+    "source",
+)
+MAX_DOMAIN_LENGTH = 255
+
+
+def as_uuid(value: object, field: str) -> UUID:
+    """`value` as a UUID; InvalidScheduleError naming `field` when it is not one."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise InvalidScheduleError(f"{field} must be a UUID, got {value!r}") from None
+
+
+def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC") -> dict[str, Any]:
+    """Check and normalise one schedule's configuration; raise InvalidScheduleError with reasons."""
+    errors: list[str] = []
+    clean = dict(config)
+    for key in ("domain_config_id", "profile_id"):
+        if clean.get(key) is not None:
+            try:
+                clean[key] = as_uuid(clean[key], key)
+            except InvalidScheduleError as exc:
+                errors.append(exc.reason)
+    domain = clean.get("domain")
+    if not isinstance(domain, str) or not domain.strip():
+        errors.append(f"domain must be a non-empty string, got {domain!r}")
+    elif len(domain) > MAX_DOMAIN_LENGTH or "\x00" in domain:
+        errors.append(f"domain must be at most {MAX_DOMAIN_LENGTH} characters without NUL bytes")
+    job_type = clean.get("job_type")
+    if job_type is not None and (
+        not isinstance(job_type, str) or job_type not in {t.value for t in JobType}
+    ):
+        allowed = ", ".join(t.value for t in JobType)
+        errors.append(f"job_type {job_type!r} is not one of: {allowed} (or NULL for the default)")
+    if not isinstance(clean.get("payload", {}), dict):
+        errors.append(f"payload must be a JSON object, got {type(clean.get('payload')).__name__}")
+    source = clean.get("source", ScheduleSource.MANUAL.value)
+    if source not in {s.value for s in ScheduleSource}:
+        errors.append(f"source {source!r} is not one of: manual, api")
+    if not isinstance(clean.get("enabled", True), bool):
+        errors.append(f"enabled must be true or false, got {clean.get('enabled')!r}")
+    errors.extend(
+        validate_schedule(
+            clean.get("frequency"), clean.get("time_config"), default_timezone=default_timezone
+        )
+    )
+    if errors:
+        raise InvalidScheduleError("; ".join(errors))
+    return clean

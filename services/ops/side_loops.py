@@ -1,0 +1,117 @@
+"""The daemon's side loops, each a named ServiceThread: heartbeat, reaper, retry recovery,
+result writer, history pruner, run requests and (when configured) the API sync."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import redis
+
+from services.clock import Clock
+from services.config import Settings
+from services.engine.assembly import Engine
+from services.engine.liveness import Heartbeat, Reaper
+from services.engine.parking import ResultWriter
+from services.engine.retry_recovery import RetryRecovery
+from services.engine.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
+from services.engine.run_requests import RequestProcessor
+from services.metrics import Metrics
+from services.model.occurrence import RunReport
+from services.ops.housekeeping import HistoryPruner
+from services.ops.service_thread import ServiceThread
+from services.store.executions import ExecutionStore
+from services.store.history import JobHistory
+from services.store.pool import DatabaseConnection
+from services.store.run_requests import RunRequestStore
+from services.store.schedules import ScheduleRepository
+from services.sync.service import ApiSyncService
+
+
+@dataclass(frozen=True)
+class SideLoops:
+    heartbeat: Heartbeat
+    retry_recovery: RetryRecovery
+    api_sync: ApiSyncService
+    requests: RequestProcessor
+    threads: dict[str, ServiceThread]
+
+
+def build_side_loops(
+    s: Settings,
+    *,
+    engine: Engine,
+    store: ExecutionStore,
+    schedules: ScheduleRepository,
+    db: DatabaseConnection,
+    redis_client: redis.Redis,
+    metrics: Metrics,
+    clock: Clock,
+    stop: threading.Event,
+    describe: Callable[[], dict[str, Any]],
+    trigger: Callable[[UUID | str], RunReport],
+    api_sync_interval: float,
+    periodic_sync: bool,
+) -> SideLoops:
+    """`periodic_sync` False: the API sync runs only on request (`sync_schedules_from_api`)."""
+    heartbeat = Heartbeat(
+        redis_client, s.instance_id, s.heartbeat_interval, s.redis_key_prefix, describe
+    )
+    reaper = Reaper(
+        store,
+        redis_client,
+        heartbeat_interval=s.heartbeat_interval,
+        prefix=s.redis_key_prefix,
+        monotonic=clock.monotonic,
+    )
+    retry_recovery = RetryRecovery(
+        store,
+        redis_client,
+        instance_id=s.instance_id,
+        policy=engine.runner.retry_policy,
+        clock=clock,
+        loaded=engine.retries.loaded_for,
+        schedule_retry=engine.retries.schedule,
+        prefix=s.redis_key_prefix,
+    )
+    writer = ResultWriter(
+        store, engine.parking, engine.runner, engine.pipeline, coalesce=s.job_coalesce
+    )
+    pruner = HistoryPruner(
+        JobHistory(db),
+        redis_client,
+        retention_days=s.history_retention_days,
+        instance_id=s.instance_id,
+        prefix=s.redis_key_prefix,
+    )
+    api_sync = ApiSyncService(
+        schedules,
+        redis_client,
+        s,
+        metrics,
+        interval=api_sync_interval,
+        stop=stop,
+    )
+    requests = RequestProcessor(
+        RunRequestStore(db),
+        engine.runner,
+        s.instance_id,
+        trigger=trigger,
+        submit=engine.jobs.run_now,
+    )
+    beat = s.heartbeat_interval
+    loops = [
+        ("heartbeat", heartbeat.beat, beat),
+        ("reaper", reaper.sweep, beat),
+        ("retry-recovery", retry_recovery.recover, beat),
+        ("result-writer", writer.step, 1.0),
+        ("history-pruner", pruner.step, 3600.0),
+        ("run-requests", requests.process, REQUEST_POLL_SECONDS),
+    ]
+    if periodic_sync and s.api_url:
+        loops.append(("api-sync", api_sync.step, api_sync_interval))
+    threads = {name: ServiceThread(name, step, period, stop) for name, step, period in loops}
+    return SideLoops(heartbeat, retry_recovery, api_sync, requests, threads)

@@ -21,6 +21,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from services.errors import DatabaseError, DatabaseUnavailable
+from services.process_wide import ProcessWide
 
 
 class UnreadableJson:
@@ -293,30 +294,25 @@ class DatabaseConnection:
                 self._opened = False
 
 
-_db: DatabaseConnection | None = None
-_db_lock = threading.Lock()
+def _default_pool() -> DatabaseConnection:
+    from services.config import get_settings
+
+    settings = get_settings()
+    return DatabaseConnection(
+        settings.database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+    )
+
+
+_db: ProcessWide[DatabaseConnection] = ProcessWide(_default_pool, close=DatabaseConnection.close)
 
 
 def get_db_connection() -> DatabaseConnection:
     """The process-wide pool, built from settings on first use."""
-    global _db
-    with _db_lock:
-        if _db is None:
-            from services.config import get_settings
-
-            settings = get_settings()
-            _db = DatabaseConnection(
-                settings.database_url,
-                min_size=settings.db_pool_min_size,
-                max_size=settings.db_pool_max_size,
-            )
-        return _db
+    return _db.get()
 
 
 def close_db_connection() -> None:
     """Close and forget the process-wide pool (shutdown, tests)."""
-    global _db
-    with _db_lock:
-        if _db is not None:
-            _db.close()
-            _db = None
+    _db.reset()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo
 from dotenv import dotenv_values
 
 from services.errors import ConfigurationError
+from services.process_wide import ProcessWide
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -263,21 +263,14 @@ def load_settings(
     return settings
 
 
-_settings: Settings | None = None
-_settings_lock = threading.Lock()
+_settings: ProcessWide[Settings] = ProcessWide(lambda: load_settings())
 
 
 def get_settings() -> Settings:
     """The process-wide Settings, loaded on first use."""
-    global _settings
-    with _settings_lock:
-        if _settings is None:
-            _settings = load_settings()
-        return _settings
+    return _settings.get()
 
 
 def set_settings(settings: Settings | None) -> None:
     """Replace (or with None, forget) the process-wide Settings: for start-up and tests."""
-    global _settings
-    with _settings_lock:
-        _settings = settings
+    _settings.set(settings)

@@ -23,31 +23,28 @@ from typing import Any
 from uuid import UUID
 
 import redis
-from prometheus_client import CollectorRegistry
 
 from services.clock import Clock, SystemClock
 from services.config import Settings, get_settings
 from services.engine.assembly import build_engine
-from services.engine.handlers import build_handler_registry
-from services.engine.liveness import live_instances
+from services.engine.liveness import no_live_peers
 from services.engine.run_requests import CHANNEL as REQUEST_CHANNEL
-from services.errors import DatabaseError, DatabaseUnavailable, SchedulerError
-from services.lock.client import create_redis_client
+from services.errors import DatabaseError, DatabaseUnavailable, SchedulerError, StartupError
+from services.lock.client import lock_client
 from services.log import configure_logging, get_logger, secrets_of
 from services.metrics import Metrics
-from services.model.occurrence import LoadedSchedule, RunReport
+from services.model.occurrence import RunReport
 from services.ops.sd_notify import sd_notify
 from services.ops.shutdown import Shutdown, exit_even_if_a_handler_hangs
 from services.ops.side_loops import build_side_loops
-from services.ops.startup import StartupError, check_migrations, wait_for_services
+from services.ops.startup import check_migrations, wait_for_services
 from services.ops.timer import TimerThread
 from services.store.executions import ExecutionStore
 from services.store.listen import NotificationListener
 from services.store.pool import open_pool
 from services.store.schedules import ScheduleRepository
 from services.sync.service import zero_counts
-from services.watch.loader import ScheduleLoader
-from services.watch.watcher import ScheduleWatcher
+from services.watch.assembly import build_watch
 from services.web.health import HealthServer
 
 log = get_logger(__name__)
@@ -72,6 +69,7 @@ class EnhancedScheduler:
         self.instance_id = s.instance_id
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics()
+        self.metrics_registry, self.redis_url = self.metrics.registry, s.redis_url  # for /metrics
         self.stop_event = threading.Event()
         self.started = False
         self.started_at: str | None = None
@@ -84,24 +82,12 @@ class EnhancedScheduler:
             max_size=s.db_pool_max_size,
             pool_timeout=5.0,
         )
-        # Socket time-outs well under LOCK_TIMEOUT/3 so a hung Redis is noticed before a lock
-        # could expire under a run.
-        self.redis: redis.Redis = create_redis_client(
-            s.redis_url,
-            max_connections=s.redis_max_connections,
-            socket_timeout=min(5.0, s.lock_timeout / 6),
-            connect_timeout=min(5.0, s.lock_timeout / 6),
+        self.redis: redis.Redis = lock_client(
+            s.redis_url, lock_timeout=s.lock_timeout, max_connections=s.redis_max_connections
         )
         self.store = ExecutionStore(self.db, self.instance_id)
         self.store.on_pending_change = self.metrics.pending_writes.set
         self.schedules = ScheduleRepository(self.db, default_timezone=s.scheduler_timezone)
-        self.handlers = build_handler_registry(
-            http_allowed_hosts=s.http_allowed_hosts,
-            job_webhook_url=s.job_webhook_url,
-            command_allowlist=s.command_allowlist,
-            python_handler_allowlist=s.python_handler_allowlist,
-            request_timeout=s.request_timeout,
-        )
         self._build_engine()
         self._build_side_loops()
 
@@ -113,34 +99,25 @@ class EnhancedScheduler:
             store=self.store,
             read_schedule=self.schedules.get_schedule,
             redis_client=self.redis,
-            handlers=self.handlers,
             metrics=self.metrics,
             clock=self.clock,
             timer=self.timer,
             stop=self.stop_event,
         )
-        self.catalog, self.jobs, self.runner = engine.catalog, engine.jobs, engine.runner
-        self.pipeline, self.firing, self.retries = engine.pipeline, engine.firing, engine.retries
-        self.parking, self.engine = engine.parking, engine
-        self.loader = ScheduleLoader(
-            catalog=self.catalog,
+        self.engine, self.jobs, self.runner = engine, engine.jobs, engine.runner
+        self.pipeline, self.handlers = engine.pipeline, engine.handlers
+        self.loader, self.watcher = build_watch(
+            catalog=engine.catalog,
             jobs=self.jobs,
-            marks=self.schedules,
-            sink=self.firing,
-            fire=self.firing.fire,
+            schedules=self.schedules,
+            listener=NotificationListener(self.db),
+            sink=engine.firing,
+            fire=engine.firing.fire,
             metrics=self.metrics,
             clock=self.clock,
             stop=self.stop_event,
             default_grace=s.job_misfire_grace_time,
-        )
-        self.watcher = ScheduleWatcher(
-            self.schedules,
-            self.loader,
-            self.metrics,
-            self.clock,
-            listener=NotificationListener(self.db),
             interval=self.schedule_check_interval,
-            stop=self.stop_event,
         )
 
     def _build_side_loops(self) -> None:
@@ -202,7 +179,9 @@ class EnhancedScheduler:
             log.warning("scheduler.recovered_leftovers", abandoned=len(leftovers))
         self.jobs.start(paused=True)
         self.pipeline.start()
-        self.watcher.initial_load(catch_up=self._alone())
+        self.watcher.initial_load(
+            catch_up=no_live_peers(self.redis, self.instance_id, s.redis_key_prefix)
+        )
         self.jobs.resume()
         # Retries an earlier process of this instance left pending (it kept them in memory).
         self.retry_recovery.recover(including_own=True)
@@ -213,19 +192,6 @@ class EnhancedScheduler:
         self.started_at = self.clock.now().isoformat()
         sd_notify("READY=1")
         log.info("scheduler.started", jobs_loaded=self.loader.count)
-
-    def _alone(self) -> bool:
-        """Whether no other instance is running. Catch-up is for occurrences missed while *no*
-        instance ran: with peers alive, a persisted next_run in the past is theirs to run (or
-        about to be), not a missed one."""
-        try:
-            peers = live_instances(self.redis, self.settings.redis_key_prefix) - {self.instance_id}
-        except redis.RedisError as exc:
-            log.warning("scheduler.peers_unknown", error=str(exc))
-            return True
-        if peers:
-            log.info("scheduler.catchup_left_to_peers", peers=sorted(peers)[:20])
-        return not peers
 
     def run(self) -> int:
         """Block until SIGTERM/SIGINT (or stop()), then shut down. Returns the exit code."""
@@ -262,10 +228,7 @@ class EnhancedScheduler:
 
     def trigger_now(self, schedule_id: UUID | str) -> RunReport:
         """Run a schedule now (trigger='manual'), under the same lock and history; blocks."""
-        return self.firing.trigger_now(schedule_id)
-
-    def loaded_for_retry(self, schedule_id: UUID) -> LoadedSchedule | None:
-        return self.retries.loaded_for(schedule_id)
+        return self.engine.firing.trigger_now(schedule_id)
 
     def sync_schedules_from_api(self) -> dict[str, int]:
         """Sync now under `lock:api_sync`: the counts {created, updated, skipped, invalid,
@@ -275,14 +238,6 @@ class EnhancedScheduler:
         return zero_counts() if result is None else dict(result.counts)
 
     # -- what /ready, /status and the heartbeat show ----------------------------------------
-
-    @property
-    def metrics_registry(self) -> CollectorRegistry:
-        return self.metrics.registry
-
-    @property
-    def redis_url(self) -> str:
-        return self.settings.redis_url
 
     def readiness_problem(self) -> str | None:
         if not self.started:
@@ -310,15 +265,7 @@ class EnhancedScheduler:
             "instance_id": self.instance_id,
             "started": self.started,
             "jobs_loaded": self.loader.count,
-            "running_executions": [
-                {
-                    "execution_id": str(run.execution_id),
-                    "schedule_id": str(run.occurrence.loaded.schedule_id),
-                    "scheduled_for": run.occurrence.scheduled_for.isoformat(),
-                    "attempt": run.occurrence.attempt,
-                }
-                for run in self.runner.active_runs()
-            ],
+            "running_executions": [run.describe() for run in self.runner.active_runs()],
             "pending_result_writes": self.store.pending_count,
             "heartbeat_ok": self.heartbeat.healthy,
             "watcher": self.watcher.status(),

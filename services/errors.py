@@ -64,3 +64,51 @@ class ApiSyncError(SchedulerError):
         super().__init__(message)
         self.case = case
         self.status = status
+
+
+class StartupError(SchedulerError):
+    """The daemon cannot start; the message says what to fix."""
+
+
+class LockNotAcquired(SchedulerError):
+    """The lock is held by someone else (raised by ``with DistributedLock(...)``)."""
+
+    def __init__(self, key: str, holder: str | None = None):
+        who = f"held by {holder}" if holder else "held by another holder"
+        super().__init__(f"lock {key} is {who}")
+        self.key = key
+        self.holder = holder
+
+
+class UnknownJobType(SchedulerError):
+    def __init__(self, job_type: str, accepted: tuple[str, ...]):
+        super().__init__(
+            f"unknown job type {job_type!r} (accepted: {', '.join(accepted) or 'none'})"
+        )
+        self.job_type = job_type
+        self.accepted = accepted
+
+
+class RetryableError(Exception):
+    """Raised by a python handler callable to say "this failed, but trying again may work"."""
+
+
+class BodyDeadline(Exception):
+    """The response body took longer than the run's HTTP time limit."""
+
+
+class RetryablePage(Exception):
+    """A page fetch that may succeed when tried again (the sync client retries it)."""
+
+    def __init__(self, error: ApiSyncError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class SkipOccurrence(Exception):
+    """An occurrence that cannot run now, with the reason and kind its skipped row gets."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind

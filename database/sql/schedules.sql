@@ -41,6 +41,11 @@ WHERE (%(enabled)s::boolean IS NULL OR enabled = %(enabled)s)
 ORDER BY created_at, schedule_id
 LIMIT %(limit)s;
 
+-- name: next_due
+-- The enabled schedules due soonest (`scheduler.py status`); a top-N sort, no index on next_run
+-- (migration 003 dropped it so that next_run writes stay HOT updates).
+SELECT * FROM schedules WHERE enabled AND next_run IS NOT NULL ORDER BY next_run LIMIT %(limit)s;
+
 -- name: list_invalid
 -- Rows the daemon marked invalid, with the reason.
 SELECT * FROM schedules WHERE last_status = 'invalid' ORDER BY created_at, schedule_id;

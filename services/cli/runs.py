@@ -284,7 +284,4 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def next_due(limit: int) -> list[dict[str, Any]]:
     """The enabled schedules due soonest (the columns `status` shows)."""
-    # Reads every enabled schedule until the schedules store offers this as one indexed query.
-    due = [(s.next_run, s) for s in repository().list_schedules(enabled=True) if s.next_run]
-    due.sort(key=lambda pair: pair[0])
-    return [{c: getattr(s, c) for c in NEXT_DUE_COLUMNS} for _, s in due[:limit]]
+    return [{c: getattr(s, c) for c in NEXT_DUE_COLUMNS} for s in repository().next_due(limit)]

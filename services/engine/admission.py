@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import redis
 
 from services.engine.runs import ActiveRun
-from services.errors import LockUnavailable
+from services.errors import LockUnavailable, SkipOccurrence
 from services.lock.keys import schedule_lock_key
 from services.lock.lock import DistributedLock, acquire_many, holders_many
 from services.log import get_logger
@@ -86,7 +86,7 @@ class LockGate:
                     verdict.held.append(candidate)
                 else:
                     verdict.elsewhere.append(candidate)
-            except _Skip as skip:
+            except SkipOccurrence as skip:
                 verdict.skipped.append((candidate, skip.reason, skip.kind))
         return verdict
 
@@ -95,17 +95,17 @@ class LockGate:
     ) -> bool:
         """A lock found taken, and its holder. True: taken by us after all (the holder released
         it in between; two more tries). False: held for this very occurrence, by another
-        instance (quiet). _Skip: it cannot run now (Redis down, or an earlier run of the
+        instance (quiet). SkipOccurrence: it cannot run now (Redis down, or an earlier run of the
         schedule still holds the lock)."""
         tries = 2
         while True:
             if isinstance(holder, LockUnavailable):
-                raise _Skip(*redis_skip(holder))
+                raise SkipOccurrence(*redis_skip(holder))
             if holder is not None:
                 self.metrics.lock_conflicts.inc()
                 if _same_occurrence(holder, lock, occ):
                     return False
-                raise _Skip(
+                raise SkipOccurrence(
                     f"lock {lock.key} is still held by an earlier run ({holder})", "overlap"
                 )
             if tries == 0:
@@ -130,10 +130,3 @@ def _same_occurrence(holder: str, lock: DistributedLock, occ: Occurrence) -> boo
 def redis_skip(error: LockUnavailable) -> tuple[str, str]:
     """(reason, kind) of an occurrence not run because Redis could not be asked for its lock."""
     return f"Redis unreachable, not run without its lock: {error}", "redis"
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str, kind: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.kind = kind

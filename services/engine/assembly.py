@@ -16,7 +16,7 @@ import redis
 from services.clock import Clock
 from services.config import Settings
 from services.engine.firing import FiringPolicy
-from services.engine.handlers import HandlerRegistry
+from services.engine.handlers import HandlerRegistry, build_handler_registry
 from services.engine.parking import ParkingLot
 from services.engine.pipeline import RunPipeline
 from services.engine.recheck import Rechecks
@@ -40,6 +40,7 @@ class Engine:
     runner: JobRunner
     pipeline: RunPipeline
     firing: FiringPolicy
+    handlers: HandlerRegistry
 
 
 def build_engine(
@@ -49,12 +50,18 @@ def build_engine(
     store: ExecutionStore,
     read_schedule: Callable[[UUID | str], Schedule | None],
     redis_client: redis.Redis,
-    handlers: HandlerRegistry,
     metrics: Metrics,
     clock: Clock,
     timer: TimerThread,
     stop: threading.Event,
 ) -> Engine:
+    handlers = build_handler_registry(
+        http_allowed_hosts=s.http_allowed_hosts,
+        job_webhook_url=s.job_webhook_url,
+        command_allowlist=s.command_allowlist,
+        python_handler_allowlist=s.python_handler_allowlist,
+        request_timeout=s.request_timeout,
+    )
     catalog = Catalog(s.scheduler_timezone)
     jobs = JobTable(max_workers=max_workers, max_instances=s.job_max_instances)
     retries = RetryScheduler(jobs, catalog, read_schedule)
@@ -92,4 +99,4 @@ def build_engine(
         max_instances=s.job_max_instances,
     )
     jobs.route(dispatch=firing.dispatch, on_overlap=firing.on_overlap)
-    return Engine(catalog, jobs, retries, parking, runner, pipeline, firing)
+    return Engine(catalog, jobs, retries, parking, runner, pipeline, firing, handlers)

@@ -43,6 +43,20 @@ def live_instances(redis_client: redis.Redis, prefix: str = "") -> set[str]:
     return {str(key)[start:] for key in keys}
 
 
+def no_live_peers(redis_client: redis.Redis, instance_id: str, prefix: str = "") -> bool:
+    """Whether no other instance is running. Catch-up is for occurrences missed while *no*
+    instance ran: with peers alive, a persisted next_run in the past is theirs to run (or about
+    to be), not a missed one. Redis unreachable counts as alone (the locks still decide)."""
+    try:
+        peers = live_instances(redis_client, prefix) - {instance_id}
+    except redis.RedisError as exc:
+        log.warning("scheduler.peers_unknown", error=str(exc))
+        return True
+    if peers:
+        log.info("scheduler.catchup_left_to_peers", peers=sorted(peers)[:20])
+    return not peers
+
+
 def instance_summaries(redis_client: redis.Redis, prefix: str = "") -> list[dict[str, Any]]:
     """Each live instance, ordered by id: `{"instance_id": ..., **the summary its heartbeat
     keeps beside it}` (only the id when it wrote none)."""

@@ -21,6 +21,15 @@ class ActiveRun:
     cancel_reason: str | None = None
     lock: DistributedLock | None = None
 
+    def describe(self) -> dict[str, Any]:
+        """The run as `/status` lists it."""
+        return {
+            "execution_id": str(self.execution_id),
+            "schedule_id": str(self.occurrence.loaded.schedule_id),
+            "scheduled_for": self.occurrence.scheduled_for.isoformat(),
+            "attempt": self.occurrence.attempt,
+        }
+
     def cancel(self, reason: str) -> None:
         if self.cancel_reason is None:
             self.cancel_reason = reason

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+
+from services.process_wide import ProcessWide
 
 # One quick retry heals a pooled connection that died with a Redis restart; redis-py's default
 # (10 retries up to 1 s apart) would hide an outage for seconds and delay loss detection.
@@ -36,32 +36,36 @@ def create_redis_client(
     return redis.Redis.from_pool(pool)
 
 
-_client: redis.Redis | None = None
-_client_lock = threading.Lock()
+def lock_client(url: str, *, lock_timeout: float, max_connections: int) -> redis.Redis:
+    """The daemon's client: socket time-outs well under LOCK_TIMEOUT/3, so that a hung Redis
+    is noticed before a lock could expire under a run."""
+    timeout = min(5.0, lock_timeout / 6)
+    return create_redis_client(
+        url, max_connections=max_connections, socket_timeout=timeout, connect_timeout=timeout
+    )
+
+
+def _default_client() -> redis.Redis:
+    from services.config import get_settings  # late: config must not import Redis code
+
+    settings = get_settings()
+    # Small enough that a hung Redis cannot block a renewal past a third of the TTL.
+    socket_timeout = min(5.0, settings.lock_timeout / (3 * (CLIENT_RETRIES + 1)))
+    return create_redis_client(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=socket_timeout,
+    )
+
+
+_client: ProcessWide[redis.Redis] = ProcessWide(_default_client, close=redis.Redis.close)
 
 
 def get_redis_client() -> redis.Redis:
     """The process-wide client, built on first use from the settings (REDIS_URL or REDIS_HOST)."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            from services.config import get_settings  # late: config must not import Redis code
-
-            settings = get_settings()
-            # Small enough that a hung Redis cannot block a renewal past a third of the TTL.
-            socket_timeout = min(5.0, settings.lock_timeout / (3 * (CLIENT_RETRIES + 1)))
-            _client = create_redis_client(
-                settings.redis_url,
-                max_connections=settings.redis_max_connections,
-                socket_timeout=socket_timeout,
-            )
-        return _client
+    return _client.get()
 
 
 def close_redis_client() -> None:
     """Close and forget the process-wide client (at shutdown, and between tests)."""
-    global _client
-    with _client_lock:
-        client, _client = _client, None
-    if client is not None:
-        client.close()
+    _client.reset()

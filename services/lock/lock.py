@@ -25,7 +25,7 @@ from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 
-from services.errors import LockUnavailable, SchedulerError
+from services.errors import LockNotAcquired, LockUnavailable
 from services.ops.timer import TimerHandle, TimerThread, shared_timer
 
 __all__ = [
@@ -41,16 +41,6 @@ log = structlog.get_logger(__name__)
 _ACQUIRE_POLL_S = 0.05  # between attempts of a bounded wait
 _RETRY_FIRST_S = 0.05  # first pause after a failed extension; doubles up to _RETRY_MAX_S
 _RETRY_MAX_S = 0.5
-
-
-class LockNotAcquired(SchedulerError):
-    """The lock is held by someone else (raised by ``with DistributedLock(...)``)."""
-
-    def __init__(self, key: str, holder: str | None = None):
-        who = f"held by {holder}" if holder else "held by another holder"
-        super().__init__(f"lock {key} is {who}")
-        self.key = key
-        self.holder = holder
 
 
 def _as_text(value: object) -> str:

@@ -7,16 +7,12 @@ from collections.abc import Callable
 
 import redis
 
-from services.store.pool import DatabaseConnection
-from services.store.migrations import Migrator
-from services.errors import DatabaseUnavailable, SchedulerError
+from services.errors import DatabaseUnavailable, StartupError
 from services.log import get_logger, mask_secrets
+from services.store.migrations import Migrator
+from services.store.pool import DatabaseConnection
 
 log = get_logger(__name__)
-
-
-class StartupError(SchedulerError):
-    """The daemon cannot start; the message says what to fix."""
 
 
 def wait_for_services(

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from services.log import get_logger
+from services.process_wide import ProcessWide
 
 log = get_logger(__name__)
 IDLE_EXIT = 0.5  # seconds without any pending call before the thread exits
@@ -107,14 +108,9 @@ class TimerThread:
                 log.exception("timer.callback_failed", timer=self.name)
 
 
-_shared: TimerThread | None = None
-_shared_lock = threading.Lock()
+_shared: ProcessWide[TimerThread] = ProcessWide(lambda: TimerThread("timer"))
 
 
 def shared_timer() -> TimerThread:
-    """The process-wide timer thread."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = TimerThread("timer")
-        return _shared
+    """The process-wide timer thread, for locks used outside a daemon (the daemon has its own)."""
+    return _shared.get()

@@ -7,7 +7,6 @@ Statistics count runs, not rows: `skipped` rows (an occurrence that never ran) a
 from __future__ import annotations
 
 import math
-import threading
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +18,7 @@ from database.queries import load_queries
 from services.errors import SchedulerError
 from services.model.records import Execution
 from services.model.vocabulary import ExecutionStatus
+from services.process_wide import ProcessWide
 
 __all__ = [
     "FAILED_STATUSES",
@@ -207,14 +207,9 @@ class JobHistory:
         return total
 
 
-_history: JobHistory | None = None
-_history_lock = threading.Lock()
+_history: ProcessWide[JobHistory] = ProcessWide(lambda: JobHistory(get_db_connection()))
 
 
 def get_job_history() -> JobHistory:
     """The process-wide history over the process-wide pool."""
-    global _history
-    with _history_lock:
-        if _history is None:
-            _history = JobHistory(get_db_connection())
-        return _history
+    return _history.get()

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from services.errors import ScheduleNotFound
 from services.model.records import Schedule, schedules_from_json_text
 from services.model.schedule_config import CONFIG_FIELDS, as_uuid, validate_config
 from services.model.vocabulary import ScheduleSource
+from services.process_wide import ProcessWide
 from services.store.schedule_sync import ApiRows, open_api_rows
 
 __all__ = [
@@ -173,6 +173,10 @@ class ScheduleRepository:
     def get_schedules_by_config_id(self, domain_config_id: UUID | str) -> list[Schedule]:
         return self.list_schedules(domain_config_id=domain_config_id)
 
+    def next_due(self, limit: int) -> list[Schedule]:
+        rows = self.db.fetch_all(_SQL["next_due"], {"limit": limit})
+        return [Schedule.from_row(row) for row in rows]
+
     def list_invalid(self) -> list[Schedule]:
         return [Schedule.from_row(row) for row in self.db.fetch_all(_SQL["list_invalid"])]
 
@@ -239,18 +243,17 @@ class ScheduleRepository:
             yield rows
 
 
-_repository: ScheduleRepository | None = None
-_repository_lock = threading.Lock()
+def _default_repository() -> ScheduleRepository:
+    from services.config import get_settings
+
+    return ScheduleRepository(
+        get_db_connection(), default_timezone=get_settings().scheduler_timezone
+    )
+
+
+_repository: ProcessWide[ScheduleRepository] = ProcessWide(_default_repository)
 
 
 def get_schedule_repository() -> ScheduleRepository:
     """The process-wide repository over the process-wide pool."""
-    global _repository
-    with _repository_lock:
-        if _repository is None:
-            from services.config import get_settings
-
-            _repository = ScheduleRepository(
-                get_db_connection(), default_timezone=get_settings().scheduler_timezone
-            )
-        return _repository
+    return _repository.get()

@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from services.errors import ApiSyncError
+from services.errors import ApiSyncError, RetryablePage
 from services.log import get_logger
 
 log = get_logger(__name__)
@@ -36,12 +36,6 @@ CASES = (
     "cancelled",  # the daemon stopped while waiting to retry
 )
 _RETRYABLE_STATUS = frozenset({408, 429})
-
-
-class _Retryable(Exception):
-    def __init__(self, error: ApiSyncError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 def shown_url(url: str) -> str:
@@ -116,7 +110,7 @@ class ApiClient:
         for attempt in range(1, self.attempts + 1):
             try:
                 return self._get_once(client, url, budget)
-            except _Retryable as exc:
+            except RetryablePage as exc:
                 if attempt == self.attempts:
                     raise exc.error from None
                 log.warning(
@@ -148,11 +142,11 @@ class ApiClient:
                         "http_status", f"{shown} answered HTTP {status}", status=status
                     )
                     if status >= 500 or status in _RETRYABLE_STATUS:
-                        raise _Retryable(error)
+                        raise RetryablePage(error)
                     raise error
                 return _read_bounded(response, budget, self.max_bytes, shown)
         except httpx.TimeoutException as exc:
-            raise _Retryable(
+            raise RetryablePage(
                 ApiSyncError(
                     "timeout",
                     f"{shown} did not answer within REQUEST_TIMEOUT={self.timeout:g}s "
@@ -160,11 +154,11 @@ class ApiClient:
                 )
             ) from None
         except httpx.ConnectError as exc:
-            raise _Retryable(
+            raise RetryablePage(
                 ApiSyncError("unreachable", f"cannot connect to {shown}: {exc}")
             ) from None
         except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
-            raise _Retryable(
+            raise RetryablePage(
                 ApiSyncError(
                     "incomplete", f"{shown}: the connection broke before the whole answer: {exc}"
                 )

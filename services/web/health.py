@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from services.errors import StartupError
 from services.lock.client import create_redis_client
 from services.log import get_logger, mask_secrets
-from services.ops.startup import StartupError
 
 log = get_logger(__name__)
 

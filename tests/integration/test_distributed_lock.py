@@ -21,10 +21,10 @@ import redis
 import structlog
 from structlog.testing import capture_logs
 
-from services.errors import LockUnavailable
+from services.errors import LockNotAcquired, LockUnavailable
 from services.lock.client import create_redis_client
 from services.lock.keys import schedule_lock_key
-from services.lock.lock import DistributedLock, LockNotAcquired
+from services.lock.lock import DistributedLock
 from services.ops.timer import TimerHandle, shared_timer
 from tests.support.redis_server import RedisServer, free_port
 

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from services.config import Settings, load_settings
 from services.enhanced_scheduler import EnhancedScheduler
-from services.ops.startup import StartupError
+from services.errors import StartupError
 from services.web.health import HealthServer
 from tests.support.daemon import ROOT, DaemonProcess
 from tests.support.redis_server import RedisServer, free_port

@@ -9,14 +9,13 @@ from services.engine.handlers.base import (
     HandlerRegistry,
     JobContext,
     JobOutcome,
-    RetryableError,
     RunLogger,
-    UnknownJobType,
     format_utc,
 )
 from services.engine.handlers.command import CommandHandler
 from services.engine.handlers.http import HttpHandler
 from services.engine.handlers.python import PythonHandler, register_python_handler
+from services.errors import RetryableError, UnknownJobType
 from services.model.vocabulary import JobType
 
 

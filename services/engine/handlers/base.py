@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from services.errors import SchedulerError
+from services.errors import UnknownJobType
 from services.model.vocabulary import ExecutionStatus
 
 # How much of a traceback, response body or output stream an outcome keeps.
@@ -38,19 +38,6 @@ class RunLogger(Protocol):
     def info(self, event: str, **kw: Any) -> Any: ...
     def warning(self, event: str, **kw: Any) -> Any: ...
     def error(self, event: str, **kw: Any) -> Any: ...
-
-
-class UnknownJobType(SchedulerError):
-    def __init__(self, job_type: str, accepted: tuple[str, ...]):
-        super().__init__(
-            f"unknown job type {job_type!r} (accepted: {', '.join(accepted) or 'none'})"
-        )
-        self.job_type = job_type
-        self.accepted = accepted
-
-
-class RetryableError(Exception):
-    """Raised by a python handler callable to say "this failed, but trying again may work"."""
 
 
 def format_utc(moment: datetime) -> str:

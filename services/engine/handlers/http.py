@@ -21,6 +21,7 @@ from services.engine.handlers.base import (
     parse_scan_id,
     run_guarded,
 )
+from services.errors import BodyDeadline
 from services.model.vocabulary import ExecutionStatus
 
 # A response body larger than this is not read further: we only need a summary and a scan_id.
@@ -41,10 +42,6 @@ def envelope(ctx: JobContext) -> dict[str, Any]:
         "attempt": ctx.attempt,
         "payload": dict(ctx.payload),
     }
-
-
-class _BodyDeadline(Exception):
-    """The response body took longer than the run's HTTP time limit."""
 
 
 def _is_retryable_status(status: int) -> bool:
@@ -136,7 +133,7 @@ class HttpHandler:
             return self._transport_failure(ctx, "timeout", f"timed out after {limit:g} s", exc)
         except httpx.TransportError as exc:
             return self._transport_failure(ctx, "connection_error", str(exc) or repr(exc), exc)
-        except _BodyDeadline:
+        except BodyDeadline:
             return self._transport_failure(
                 ctx, "timeout", f"response body not read within {limit:g} s", None
             )
@@ -157,7 +154,7 @@ class HttpHandler:
             if size >= MAX_BODY_BYTES:
                 return b"".join(chunks)[:MAX_BODY_BYTES], True
             if time.monotonic() > deadline:
-                raise _BodyDeadline
+                raise BodyDeadline
         return b"".join(chunks), False
 
     @staticmethod

@@ -21,11 +21,11 @@ from typing import Any
 from services.engine.handlers.base import (
     JobContext,
     JobOutcome,
-    RetryableError,
     json_safe,
     parse_scan_id,
     run_guarded,
 )
+from services.errors import RetryableError
 from services.model.vocabulary import ExecutionStatus
 
 PythonCallable = Callable[[JobContext], Mapping[str, Any] | None]

@@ -7,7 +7,14 @@ works on its own copy of it:
   line, and its RSS then (VmRSS);
 - in-process: `EnhancedScheduler.start()` split into phases; incremental and full passes with no
   change; a pass after 1,000 rows changed in one UPDATE; then, with the watcher's threads running,
-  edit-to-applied latency of single-row UPDATEs through LISTEN/NOTIFY.
+  edit-to-applied latency of single-row UPDATEs through LISTEN/NOTIFY;
+- startup_edit: `python scheduler.py run` again, with an edit committed during its start-up,
+  once right after /health first answers and once inside the window between the load's
+  snapshot and LISTEN (the start-up edit race of e98fffa): how long after the load finished
+  (scheduler.started) the edit was applied.
+
+BENCH_CASES=startup_edit (names, comma-separated: subprocess_start, in_process, startup_edit)
+runs only those cases; unset, every case runs.
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from unittest import mock
 from uuid import UUID
@@ -50,6 +60,8 @@ from bench.common import (
 from services.engine.handlers import register_python_handler
 from services.enhanced_scheduler import EnhancedScheduler
 from services.model.records import Schedule
+from tests.support.daemon import DaemonProcess
+from tests.support.redis_server import free_port
 
 N = scale(100_000, 10_000)
 CHANGED = 1_000
@@ -61,15 +73,25 @@ EDIT_TIMEOUT = 5.0
 
 def run() -> list[dict[str, object]]:
     register_python_handler("noop", lambda ctx: None)
+    cases = selected_cases()
     records: list[Record] = []
     with bench_database() as template:
         inserted = insert_schedules(template, N)
         records.append(figure("bulk insert of schedules (COPY + VACUUM ANALYZE)", inserted, "s", N))
-        with clone(template) as url:
-            records += subprocess_start(url)
-        with clone(template) as url:
-            records += in_process(url)
+        for name in cases:
+            for part in CASES[name]:
+                with clone(template) as url:  # each part starts from the same rows
+                    records += part(url)
     return records
+
+
+def selected_cases() -> list[str]:
+    """The cases BENCH_CASES names (comma-separated), in CASES order; every case if unset."""
+    wanted = {c.strip() for c in os.environ.get("BENCH_CASES", "").split(",") if c.strip()}
+    unknown = wanted - set(CASES)
+    if unknown:
+        raise ValueError(f"BENCH_CASES: no case {sorted(unknown)}; cases are {list(CASES)}")
+    return [name for name in CASES if not wanted or name in wanted]
 
 
 @contextmanager
@@ -445,6 +467,170 @@ def notify_figures(daemon: EnhancedScheduler, url: str) -> list[Record]:
             EDITS,
         ),
     ]
+
+
+# -- start-up edit: an edit committed while the daemon starts ----------------------------------
+
+# The start-up load's statement (the pool's connections are named enhanced-scheduler): once a
+# backend shows it, the load's snapshot is taken, or about to be within microseconds.
+LOAD_STATEMENT_SEEN = """
+SELECT 1 FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'enhanced-scheduler'
+  AND query LIKE '%%time_config::text AS time_config_json%%'
+"""
+
+
+def edit_after_health(url: str) -> list[Record]:
+    """The edit is committed as soon as /health first answers."""
+    return _startup_edit(url, "after /health", _health_answers)
+
+
+def edit_after_snapshot(url: str) -> list[Record]:
+    """The edit is committed as soon as the load's statement shows in pg_stat_activity: after
+    the load's snapshot, before LISTEN holds, the window of the start-up edit race."""
+    return _startup_edit(url, "inside the load", _load_begun)
+
+
+def _health_answers(port: int, conn: psycopg.Connection[Any]) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:  # not listening yet
+        return False
+
+
+def _load_begun(port: int, conn: psycopg.Connection[Any]) -> bool:
+    return conn.execute(LOAD_STATEMENT_SEEN).fetchone() is not None
+
+
+def _startup_edit(
+    url: str, placement: str, ready_to_edit: Callable[[int, psycopg.Connection[Any]], bool]
+) -> list[Record]:
+    """Spawn `scheduler.py run` on the N rows, commit one edit (a daily row moved to another
+    UTC time) when `ready_to_edit`, and read from its log when the load finished
+    (scheduler.started) and when the edit was applied. The row is the daily one with the
+    highest id, the last the load's background next_run writes reach: whether those writes
+    (computed from the old configuration) overwrite the edit's next_run is checked too."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT schedule_id, time_config FROM schedules WHERE frequency = 'daily' "
+            "ORDER BY schedule_id DESC LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    target, old_config = row
+    hour = next(h for h in QuietTimes(datetime.now(UTC)).hours if h != old_config.get("hour"))
+    new_config = {"hour": hour, "minute": 41, "timezone": "UTC"}
+    port = free_port()
+    label = f"startup_edit, edit {placement}"
+    with redis_prefix() as prefix, tempfile.TemporaryDirectory(prefix="es_bench_") as tmp:
+        env = {**bench_environ(url, prefix, HTTP_PORT=port), "ENV_FILE": ""}
+        daemon = DaemonProcess(env, Path(tmp) / "daemon.log", instance_id=env["INSTANCE_ID"])
+        spawned = time.monotonic()
+        daemon.start(wait_ready=False)
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                deadline = time.monotonic() + START_TIMEOUT
+                while not ready_to_edit(port, conn):
+                    daemon._fail_if_exited(f"the moment to edit ({placement})")
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{label}: not ready to edit in {START_TIMEOUT:g}s")
+                    time.sleep(0.002)
+                conn.execute(
+                    "UPDATE schedules SET time_config = %s WHERE schedule_id = %s",
+                    (Jsonb(new_config), target),
+                )
+                committed = datetime.now(UTC)
+            started = daemon.wait_for_event("scheduler.started", START_TIMEOUT)
+            started_after = time.monotonic() - spawned
+            loaded = daemon.wait_for_event("watcher.pass", 5, kind="initial")
+            try:  # by a pass: it came after the load's snapshot
+                applied: dict[str, Any] | None = daemon.wait_for_event(
+                    "schedule.updated", EDIT_TIMEOUT * 2, schedule_id=str(target)
+                )
+            except AssertionError:  # none: in the load itself, or never (the race)
+                applied = None
+            next_run = _next_run_after_the_loads_writes(url, target)
+        finally:
+            daemon.terminate(60)
+    expected = _next_daily_utc(committed, hour, 41)
+    started_at = _log_time(started)
+    in_load = applied is None and next_run == expected
+    if applied is not None:
+        lag_ms = (_log_time(applied) - started_at).total_seconds() * 1000
+        where = "after the load's snapshot, applied by the watcher's first pass"
+    elif in_load:
+        lag_ms = (_log_time(loaded) - started_at).total_seconds() * 1000
+        where = "before the load's snapshot: the load itself applied it (value <= 0)"
+    else:
+        lag_ms = float("nan")
+        where = f"NOT applied within {EDIT_TIMEOUT * 2:g} s of scheduler.started"
+    stale = applied is not None and next_run != expected
+    return [
+        figure(
+            f"{label}: edit applied after the load finished (scheduler.started)",
+            round(lag_ms, 1),
+            "ms",
+            N,
+            target="< 1000 ms",
+            ok=(applied is not None or in_load) and lag_ms < 1000,
+            note=where,
+        ),
+        figure(
+            f"{label}: edit committed before scheduler.started",
+            round((started_at - committed).total_seconds() * 1000, 1),
+            "ms",
+            N,
+            target="> 0 (during start-up)",
+            ok=committed < started_at,
+        ),
+        figure(f"{label}: spawn to scheduler.started", round(started_after, 2), "s", N),
+        figure(
+            f"{label}: edited row's next_run left stale by the load's next_run writes",
+            int(stale),
+            "rows",
+            1,
+            target="0",
+            ok=not stale,
+            note=(
+                f"next_run {next_run}; the pass applying the edit wrote "
+                f"{applied['next_run'] if applied else None}, the edit's {expected}"
+            )
+            if stale
+            else None,
+        ),
+    ]
+
+
+def _next_run_after_the_loads_writes(url: str, schedule_id: UUID) -> datetime | None:
+    """The row's next_run once the start-up load's background next_run writes are done (every
+    row has one then: all N are valid and enabled)."""
+    deadline = time.monotonic() + 120
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT 1 FROM schedules WHERE next_run IS NULL LIMIT 1").fetchone():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the load's next_run writes did not finish within 120 s")
+            time.sleep(0.05)
+        row = conn.execute(
+            "SELECT next_run FROM schedules WHERE schedule_id = %s", (schedule_id,)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _next_daily_utc(after: datetime, hour: int, minute: int) -> datetime:
+    candidate = after.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return candidate if candidate > after else candidate + timedelta(days=1)
+
+
+def _log_time(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["timestamp"])
+
+
+# BENCH_CASES names: each part runs on its own copy of the template.
+CASES: dict[str, tuple[Callable[[str], list[Record]], ...]] = {
+    "subprocess_start": (subprocess_start,),
+    "in_process": (in_process,),
+    "startup_edit": (edit_after_health, edit_after_snapshot),
+}
 
 
 if __name__ == "__main__":

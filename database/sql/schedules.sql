@@ -53,11 +53,14 @@ SELECT * FROM schedules WHERE last_status = 'invalid' ORDER BY created_at, sched
 -- The daemon's bookkeeping: next_run and the invalid/expired marks (never a config change).
 
 -- name: set_next_runs
--- Write next_run for many schedules at once, touching only rows whose value differs.
+-- Write next_run for many schedules at once, touching only rows whose value differs and whose
+-- configuration is still the one next_run was computed from (an edit since then writes its own).
 UPDATE schedules s
 SET next_run = v.next_run
-FROM unnest(%(schedule_ids)s::uuid[], %(next_runs)s::timestamptz[]) AS v(schedule_id, next_run)
-WHERE s.schedule_id = v.schedule_id AND s.next_run IS DISTINCT FROM v.next_run;
+FROM unnest(%(schedule_ids)s::uuid[], %(next_runs)s::timestamptz[], %(config_hashes)s::text[])
+     AS v(schedule_id, next_run, config_hash)
+WHERE s.schedule_id = v.schedule_id AND s.next_run IS DISTINCT FROM v.next_run
+  AND s.config_hash IS NOT DISTINCT FROM v.config_hash;
 
 -- name: mark_schedule_status
 -- Set last_status/last_error (e.g. 'invalid', 'expired') unless already exactly that.

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 
@@ -108,3 +108,11 @@ class Execution:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class NextRunWrite(NamedTuple):
+    """next_run computed for a schedule at the configuration `config_hash` names."""
+
+    schedule_id: UUID
+    next_run: datetime | None
+    config_hash: str | None

@@ -19,6 +19,7 @@ from services.engine.runner import JobRunner
 from services.log import get_logger
 from services.ops.sd_notify import sd_notify
 from services.ops.service_thread import ServiceThread
+from services.scheduling.executor import DIRECT_RUN_THREADS
 from services.scheduling.jobs import JobTable
 from services.store.executions import ExecutionStore
 
@@ -99,14 +100,15 @@ class Shutdown:
 
 
 def exit_even_if_a_handler_hangs(code: int, clock: Clock) -> None:
-    # Worker threads are joined at interpreter exit; a python handler that ignores its cancel
-    # event would keep the process alive past SHUTDOWN_TIMEOUT. Its row is already abandoned
-    # and its lock released, so leave now.
+    # The direct-run pool's threads are joined at interpreter exit (the pipeline's workers are
+    # daemon threads); a python handler there that ignores its cancel event would keep the
+    # process alive past SHUTDOWN_TIMEOUT. Its row is already abandoned and its lock released,
+    # so leave now.
     deadline = clock.monotonic() + 0.5
     for thread in threading.enumerate():
-        if thread.name.startswith("job-worker"):
+        if thread.name.startswith(DIRECT_RUN_THREADS):
             thread.join(max(0.0, deadline - clock.monotonic()))
-    if any(t.name.startswith("job-worker") and t.is_alive() for t in threading.enumerate()):
+    if any(t.name.startswith(DIRECT_RUN_THREADS) and t.is_alive() for t in threading.enumerate()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

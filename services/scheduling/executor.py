@@ -18,6 +18,9 @@ from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
 
+# The pool that runs what does not go through the pipeline (manual triggers, rechecks):
+# handlers run there too, on threads the interpreter joins at exit.
+DIRECT_RUN_THREADS = "direct-run"
 OverlapCallback = Callable[[Any, list[datetime]], None]
 # Takes a job's due occurrences without blocking; calls `done` once they are all accounted for.
 DispatchCallback = Callable[[Any, list[datetime], Callable[[], None]], None]
@@ -45,7 +48,7 @@ class OccurrenceExecutor(BaseExecutor):  # type: ignore[misc]
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            self._max_workers, thread_name_prefix="job-worker"
+            self._max_workers, thread_name_prefix=DIRECT_RUN_THREADS
         )
 
     def shutdown(self, wait: bool = True) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +19,7 @@ from psycopg.types.json import Jsonb
 from database.connection import DatabaseConnection, get_db_connection, load_json
 from database.queries import load_queries
 from services.errors import ScheduleNotFound
-from services.model.records import Schedule, schedules_from_json_text
+from services.model.records import NextRunWrite, Schedule, schedules_from_json_text
 from services.model.schedule_config import CONFIG_FIELDS, as_uuid, validate_config
 from services.model.vocabulary import ScheduleSource
 from services.process_wide import ProcessWide
@@ -182,14 +181,17 @@ class ScheduleRepository:
 
     # -- the daemon's bookkeeping (next_run, last_status/last_error: never a config change) ----
 
-    def set_next_runs(self, pairs: Sequence[tuple[UUID, datetime | None]]) -> int:
-        """Write next_run of many schedules in one statement; the number of rows changed."""
-        if not pairs:
+    def set_next_runs(self, writes: Sequence[NextRunWrite]) -> int:
+        """Write next_run of many schedules in one statement; the number of rows changed. A row
+        whose configuration changed since (its config_hash differs) is left alone."""
+        if not writes:
             return 0
-        return self.db.execute(
-            _SQL["set_next_runs"],
-            {"schedule_ids": [p[0] for p in pairs], "next_runs": [p[1] for p in pairs]},
-        )
+        params = {
+            "schedule_ids": [w.schedule_id for w in writes],
+            "next_runs": [w.next_run for w in writes],
+            "config_hashes": [w.config_hash for w in writes],
+        }
+        return self.db.execute(_SQL["set_next_runs"], params)
 
     def mark_schedule_status(self, schedule_id: UUID, status: str, error: str | None) -> bool:
         """Set last_status/last_error once (no write when already so); clears next_run."""

@@ -22,7 +22,7 @@ from services.metrics import Metrics
 from services.model.catalog import Catalog
 from services.model.fire_times import next_fire_time
 from services.model.occurrence import LoadedSchedule, Occurrence, OccurrenceSink, misfire_grace
-from services.model.records import Schedule
+from services.model.records import NextRunWrite, Schedule
 from services.model.vocabulary import RunTrigger
 from services.scheduling.jobs import JobTable
 
@@ -37,7 +37,7 @@ _TICK = timedelta(microseconds=1)
 class ScheduleMarks(Protocol):
     """The daemon's bookkeeping writes on `schedules` (never configuration, never audited)."""
 
-    def set_next_runs(self, pairs: Sequence[tuple[UUID, datetime | None]]) -> int: ...
+    def set_next_runs(self, writes: Sequence[NextRunWrite]) -> int: ...
 
     def mark_schedule_status(self, schedule_id: UUID, status: str, error: str | None) -> bool: ...
 
@@ -92,7 +92,7 @@ class ScheduleLoader:
         'removed', 'invalid', 'expired'). next_run is written in one statement for all, or, for
         the start-up load (`background`), by a thread in chunks, after the jobs are scheduled."""
         outcomes: Counter[str] = Counter()
-        next_runs: list[tuple[UUID, datetime | None]] = []
+        next_runs: list[NextRunWrite] = []
         verbose = len(schedules) <= VERBOSE_LIMIT
         # One "now" for the batch: every row is judged against the same moment (and reading
         # the clock per row showed at 100,000 rows).
@@ -101,7 +101,7 @@ class ScheduleLoader:
             outcome, next_run = self._apply(schedule, now, catch_up=catch_up, verbose=verbose)
             outcomes[outcome] += 1
             if outcome != "unchanged" and next_run != schedule.next_run:
-                next_runs.append((schedule.schedule_id, next_run))
+                next_runs.append(NextRunWrite(schedule.schedule_id, next_run, schedule.config_hash))
         if outcomes.keys() - {"unchanged", "disabled"}:
             self.jobs.wakeup()  # once per batch: its next wake-up may be earlier now
         if background:
@@ -116,8 +116,10 @@ class ScheduleLoader:
         self.metrics.schedules_loaded.set(self.count)
         return outcomes
 
-    def _write_next_runs(self, pairs: list[tuple[UUID, datetime | None]]) -> None:
-        pairs.sort(key=lambda pair: pair[0])  # one lock order, fewer deadlocks with bulk edits
+    def _write_next_runs(self, pairs: list[NextRunWrite]) -> None:
+        # One lock order, fewer deadlocks with bulk edits. A row edited since the load keeps the
+        # next_run its own pass wrote (the statement checks the configuration hash).
+        pairs.sort(key=lambda pair: pair.schedule_id)
         for start in range(0, len(pairs), NEXT_RUN_CHUNK):
             if self.stop.is_set():
                 return  # shutting down: the pool is closing, and the next start writes them

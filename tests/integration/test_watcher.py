@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 
 from services.config import Settings
 from services.enhanced_scheduler import EnhancedScheduler
+from services.model.records import NextRunWrite
 from tests.integration.test_engine import daemon, executions, insert_schedule, schedule_row
 from tests.support.waiting import wait_until
 
@@ -228,3 +229,24 @@ def test_a_once_just_past_but_within_its_grace_still_fires(
     row = insert_schedule(database_url, "once", {"run_at": run_at.isoformat()})
     assert scheduler.watcher.incremental_pass() == {"added": 1}
     assert job_of(scheduler, row).next_run_time == run_at
+
+
+def test_a_next_run_computed_before_an_edit_never_overwrites_the_edits_own(
+    scheduler: EnhancedScheduler, database_url: str
+) -> None:
+    """The start-up load writes next_run in the background; a row edited meanwhile keeps the
+    next_run its own pass wrote (found by bench_watcher's startup_edit case)."""
+    sid = insert_schedule(database_url, "daily", {"hour": 3})
+    stale = schedule_row(database_url, sid)
+    sql(
+        database_url,
+        "UPDATE schedules SET time_config = %s WHERE schedule_id = %s",
+        (Jsonb({"hour": 5}), sid),
+    )
+    assert scheduler.watcher.incremental_pass() == {"added": 1}
+    applied = schedule_row(database_url, sid)["next_run"]
+    assert applied is not None and applied.hour == 5
+    old_next = stale["next_run"] or applied.replace(hour=3)
+    written = scheduler.schedules.set_next_runs([NextRunWrite(sid, old_next, stale["config_hash"])])
+    assert written == 0
+    assert schedule_row(database_url, sid)["next_run"] == applied

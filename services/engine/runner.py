@@ -133,7 +133,7 @@ class JobRunner:
         return RunReport(None, ExecutionStatus.SKIPPED.value, reason)
 
     def run(self, occ: Occurrence) -> RunReport:
-        """One occurrence start to finish, on this thread (manual triggers, retries, catch-up)."""
+        """One occurrence start to finish, on this thread (manual triggers, rechecks)."""
         (begun,) = self.begin([occ])
         if isinstance(begun, RunReport):
             return begun

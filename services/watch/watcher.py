@@ -1,7 +1,7 @@
 """ScheduleWatcher: keeps the scheduler's jobs equal to the enabled, valid rows of `schedules`.
 
 Three kinds of pass, each touching only what changed:
-- notified: LISTEN schedules_changed; the ids named by notifications (debounced ~100 ms) are
+- notified: LISTEN schedules_changed; the ids named by notifications (debounced 20 ms) are
   fetched and applied, so an edit reaches the scheduler in well under a second;
 - incremental, every SCHEDULE_CHECK_INTERVAL: rows whose configuration changed in a transaction
   not yet covered by the watermark (a transaction id, not a clock: see `changed_since`), and

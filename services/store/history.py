@@ -207,7 +207,11 @@ class JobHistory:
         return total
 
 
-_history: ProcessWide[JobHistory] = ProcessWide(lambda: JobHistory(get_db_connection()))
+def _default_history() -> JobHistory:
+    return JobHistory(get_db_connection())
+
+
+_history: ProcessWide[JobHistory] = ProcessWide(_default_history)
 
 
 def get_job_history() -> JobHistory:

@@ -15,6 +15,7 @@ import pytest
 import services.store.history as job_history_module
 from database.connection import DatabaseConnection, Params
 from services.errors import SchedulerError
+from services.process_wide import ProcessWide
 from services.store.history import JobHistory, get_job_history
 
 HOUR = 3600.0
@@ -323,7 +324,8 @@ def test_cleanup_with_a_partial_last_batch(db: DatabaseConnection, database_url:
 def test_get_job_history_is_one_shared_instance(
     db: DatabaseConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(job_history_module, "_history", None)
+    fresh = ProcessWide(job_history_module._default_history)
+    monkeypatch.setattr(job_history_module, "_history", fresh)
     monkeypatch.setattr(job_history_module, "get_db_connection", lambda: db)
     seen: list[JobHistory] = []
     threads = [threading.Thread(target=lambda: seen.append(get_job_history())) for _ in range(8)]

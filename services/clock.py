@@ -35,3 +35,7 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+# The default of parts built outside the daemon (tests, scripts); the daemon passes its own.
+SYSTEM_CLOCK: Clock = SystemClock()

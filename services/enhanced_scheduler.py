@@ -74,7 +74,7 @@ class EnhancedScheduler:
         self.started = False
         self.started_at: str | None = None
         self.health: HealthServer | None = None
-        self.timer = TimerThread("timer")
+        self.timer = TimerThread("timer", clock=self.clock)
         # A run must not hang long on a dead server: its result can wait (pool_timeout).
         self.db = open_pool(
             s.database_url,
@@ -85,7 +85,7 @@ class EnhancedScheduler:
         self.redis: redis.Redis = lock_client(
             s.redis_url, lock_timeout=s.lock_timeout, max_connections=s.redis_max_connections
         )
-        self.store = ExecutionStore(self.db, self.instance_id)
+        self.store = ExecutionStore(self.db, self.instance_id, clock=self.clock)
         self.store.on_pending_change = self.metrics.pending_writes.set
         self.schedules = ScheduleRepository(self.db, default_timezone=s.scheduler_timezone)
         self._build_engine()
@@ -167,9 +167,9 @@ class EnhancedScheduler:
         )
         if s.http_port != 0:
             # Before the wait for services, so that /health answers during start-up.
-            self.health = HealthServer(self, s.http_host, s.http_port)
+            self.health = HealthServer(self, s.http_host, s.http_port, clock=self.clock)
             self.health.start()
-        wait_for_services(self.db, self.redis, s.startup_timeout)
+        wait_for_services(self.db, self.redis, s.startup_timeout, clock=self.clock)
         check_migrations(s.database_url, migrate_on_start=s.migrate_on_start)
         self.heartbeat.beat()
         leftovers = self.store.abandon_own_leftovers(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -14,6 +13,7 @@ import redis
 from services.cli.common import EXIT_FAILED, EXIT_OK, fail, print_json, print_record, print_table
 from services.cli.context import history, key_prefix, redis_client, repository, run_requests
 from services.cli.schedules import uuid_arg
+from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.liveness import instance_summaries
 from services.errors import ScheduleNotFound
 from services.model.occurrence import RunReport
@@ -33,6 +33,9 @@ HISTORY_COLUMNS = [
     "duration_seconds",
     "error_message",
 ]
+
+
+CLOCK: Clock = SYSTEM_CLOCK  # the CLI is the program's edge: it reads the real time
 
 
 def register(
@@ -134,7 +137,7 @@ def cmd_trigger(args: argparse.Namespace, *, trigger_locally: LocalTrigger) -> i
             "`python scheduler.py run`, or use --local to run it in this process"
         )
     request = run_requests().request_trigger(args.schedule_id)
-    deadline = time.monotonic() + args.timeout
+    deadline = CLOCK.monotonic() + args.timeout
     done = _wait_for_request(request.request_id, deadline, claimed_only=not args.wait)
     if done is None:
         return fail(f"no instance took the request within {args.timeout:g}s")
@@ -164,9 +167,9 @@ def _wait_for_request(
         request = run_requests().get(request_id)
         if request is not None and (request.done_at or (claimed_only and request.claimed_by)):
             return request
-        if time.monotonic() >= deadline:
+        if CLOCK.monotonic() >= deadline:
             return None
-        time.sleep(0.05)
+        CLOCK.sleep(0.05)
 
 
 def _print_execution(args: argparse.Namespace, execution: Execution) -> int:
@@ -185,11 +188,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if execution.status != "running":
         return fail(f"execution {args.execution_id} is not running (status {execution.status})")
     run_requests().request_cancel(args.execution_id)
-    deadline = time.monotonic() + args.timeout
+    deadline = CLOCK.monotonic() + args.timeout
     while (current := history().get_execution(args.execution_id)) is not None and (
-        current.status == "running" and time.monotonic() < deadline
+        current.status == "running" and CLOCK.monotonic() < deadline
     ):
-        time.sleep(0.1)
+        CLOCK.sleep(0.1)
     assert current is not None
     if current.status == "running":
         return fail(

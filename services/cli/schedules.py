@@ -17,6 +17,7 @@ from services.cli.common import (
     print_table,
 )
 from services.cli.context import repository
+from services.clock import SYSTEM_CLOCK
 from services.errors import InvalidScheduleError, ScheduleNotFound
 from services.model.fire_times import fire_times
 from services.model.records import Schedule
@@ -151,9 +152,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             schedule_id=str(schedule.schedule_id),
             created_at=schedule.created_at,
         )
-        from datetime import UTC, datetime
 
-        now = datetime.now(UTC)
+        now = SYSTEM_CLOCK.now()
         record["upcoming"] = [t.isoformat() for t in fire_times(spec, None, now, 5)]
     except InvalidScheduleError as exc:
         record["invalid"] = exc.reason

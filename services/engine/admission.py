@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from services.clock import Clock
 from services.engine.runs import ActiveRun
 from services.errors import LockUnavailable, SkipOccurrence
 from services.lock.keys import schedule_lock_key
@@ -44,8 +45,10 @@ class LockGate:
         prefix: str,
         metrics: Metrics,
         timer: TimerThread,
+        clock: Clock,
     ) -> None:
         self.timer = timer
+        self.clock = clock
         self.redis = redis_client
         self.instance_id = instance_id
         self.ttl = ttl
@@ -62,6 +65,7 @@ class LockGate:
             token=lock_token(self.instance_id, active.execution_id, occ),
             on_lost=lambda _lock: active.cancel("lock_lost"),
             timer=self.timer,
+            clock=self.clock,
         )
         return active.lock
 

@@ -61,6 +61,7 @@ def build_engine(
         command_allowlist=s.command_allowlist,
         python_handler_allowlist=s.python_handler_allowlist,
         request_timeout=s.request_timeout,
+        clock=clock,
     )
     catalog = Catalog(s.scheduler_timezone)
     jobs = JobTable(max_workers=max_workers, max_instances=s.job_max_instances)
@@ -88,7 +89,7 @@ def build_engine(
     )
     rechecks = Rechecks(store, runner, jobs, timer, stop)
     runner.recheck = rechecks.later  # the one loop: a recheck runs through it
-    pipeline = RunPipeline(runner, max_workers)
+    pipeline = RunPipeline(runner, max_workers, clock=clock)
     firing = FiringPolicy(
         catalog=catalog,
         read_schedule=read_schedule,

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers import JobOutcome
 from services.engine.runner import JobRunner
 from services.engine.runs import Begun, Ended
@@ -44,7 +44,8 @@ class _Item:
 
 
 class RunPipeline:
-    def __init__(self, runner: JobRunner, workers: int) -> None:
+    def __init__(self, runner: JobRunner, workers: int, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.runner = runner
         # Handlers run on the pipeline's own threads, fed by a SimpleQueue: a thread pool's
         # Future per run cost more than the queue's put and get.
@@ -125,10 +126,10 @@ class RunPipeline:
                 _call(task.done)
         for _ in self._workers:
             self._tasks.put(None)
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         for thread in (self._starter, self._completer, *self._workers):
             if thread.ident is not None:  # never started when start-up failed early
-                thread.join(max(0.0, deadline - time.monotonic()))
+                thread.join(max(0.0, deadline - self.clock.monotonic()))
 
     # -- starter ----------------------------------------------------------------------------
 
@@ -140,9 +141,9 @@ class RunPipeline:
             if idle:
                 # The first of a burst: APScheduler hands over the others one by one within
                 # milliseconds. A moment's wait lets them go in this batch, not the next.
-                gather_until = time.monotonic() + GATHER_SECONDS
+                gather_until = self.clock.monotonic() + GATHER_SECONDS
                 while not self._stopping and len(self._queue) < self._free_slots:
-                    left = gather_until - time.monotonic()
+                    left = gather_until - self.clock.monotonic()
                     if left <= 0:
                         break
                     self._wake.wait(left)

@@ -87,6 +87,7 @@ class JobRunner:
             prefix=key_prefix,
             metrics=metrics,
             timer=timer,
+            clock=clock,
         )
 
     # -- the active-run registry ---------------------------------------------------------------

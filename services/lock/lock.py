@@ -13,7 +13,6 @@ socket timeout from LOCK_TIMEOUT for this reason).
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -25,6 +24,7 @@ from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 
+from services.clock import Clock
 from services.errors import LockNotAcquired, LockUnavailable
 from services.ops.timer import TimerHandle, TimerThread, shared_timer
 
@@ -79,6 +79,7 @@ class DistributedLock:
         renew: bool = True,
         renew_interval: float | None = None,
         timer: TimerThread | None = None,
+        clock: Clock | None = None,
     ):
         if ttl <= 0:
             raise ValueError(f"lock ttl must be positive, got {ttl}")
@@ -103,6 +104,8 @@ class DistributedLock:
         self._stop = threading.Event()
         self._renewal: TimerHandle | None = None
         self._timer = timer or shared_timer()  # the daemon passes its own; standalone use shares
+        # Renewal due times go to the timer, so the lock reads the timer's clock unless told.
+        self._clock: Clock = clock or self._timer.clock
         self._failures = 0
 
     def __repr__(self) -> str:
@@ -113,7 +116,7 @@ class DistributedLock:
         """Acquired, not released, not lost, and its TTL has not run out."""
         with self._state:
             live = self._acquired and not self._released and not self.lost.is_set()
-            return live and time.monotonic() < self._valid_until
+            return live and self._clock.monotonic() < self._valid_until
 
     def acquire(self, wait: float = 0.0) -> bool:
         """Take the lock: True if held now, False if someone else holds it after ``wait`` seconds.
@@ -123,10 +126,10 @@ class DistributedLock:
         with self._state:
             if self._acquired:
                 raise RuntimeError(f"lock {self.key} was already acquired by this object")
-        give_up_at = time.monotonic() + max(wait, 0.0)
+        give_up_at = self._clock.monotonic() + max(wait, 0.0)
         while True:
             # TTL counts from before the request: the server's expiry can only be later.
-            attempt_at = time.monotonic()
+            attempt_at = self._clock.monotonic()
             try:
                 taken = self._lock.acquire(blocking=False, token=self.token)
             except RedisError as exc:
@@ -135,10 +138,10 @@ class DistributedLock:
                 ) from exc
             if taken:
                 break
-            remaining = give_up_at - time.monotonic()
+            remaining = give_up_at - self._clock.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(_ACQUIRE_POLL_S, remaining))
+            self._clock.sleep(min(_ACQUIRE_POLL_S, remaining))
         self._mark_taken(attempt_at)
         return True
 
@@ -236,7 +239,7 @@ class DistributedLock:
         """Extend once; the time of the next step, or None when renewal is over."""
         if self._stop.is_set():
             return None
-        attempt_at = time.monotonic()
+        attempt_at = self._clock.monotonic()
         if attempt_at >= self._valid_until:
             self._mark_lost(
                 f"not renewed within its ttl of {self.ttl}s ({self._failures} failures)"
@@ -254,7 +257,7 @@ class DistributedLock:
                 log.warning("lock.renew_failed", key=self.key, token=self.token, error=repr(exc))
             delay: float = min(_RETRY_FIRST_S * 2**self._failures, _RETRY_MAX_S)
             self._failures += 1
-            return min(time.monotonic() + delay, self._valid_until)
+            return min(self._clock.monotonic() + delay, self._valid_until)
         with self._state:
             self._valid_until = attempt_at + self.ttl
         if self._failures:
@@ -286,7 +289,7 @@ def acquire_many(locks: Sequence[DistributedLock]) -> list[bool | LockUnavailabl
     someone else, LockUnavailable when Redis could not be asked about it. Locks of one client."""
     if len(locks) <= 1 or len({id(lock._redis) for lock in locks}) > 1:
         return [_acquire_one(lock) for lock in locks]
-    attempt_at = time.monotonic()
+    attempt_at = locks[0]._clock.monotonic()
     pipe = locks[0]._redis.pipeline(transaction=False)
     for lock in locks:
         pipe.set(lock.key, lock.token, nx=True, px=int(lock.ttl * 1000))

@@ -94,6 +94,8 @@ def build_side_loops(
         metrics,
         interval=api_sync_interval,
         stop=stop,
+        clock=clock,
+        timer=engine.runner.timer,
     )
     requests = RequestProcessor(
         RunRequestStore(db),

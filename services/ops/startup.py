@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import redis
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import DatabaseUnavailable, StartupError
 from services.log import get_logger, mask_secrets
 from services.store.migrations import Migrator
@@ -20,11 +18,10 @@ def wait_for_services(
     redis_client: redis.Redis,
     timeout: float,
     *,
-    sleep: Callable[[float], None] = time.sleep,
-    monotonic: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Return once both answer; log each retry; StartupError after `timeout` seconds."""
-    deadline = monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     delay = 0.5
     while True:
         problems: list[str] = []
@@ -38,7 +35,7 @@ def wait_for_services(
             problems.append(f"cannot connect to Redis: {mask_secrets(str(exc))}")
         if not problems:
             return
-        remaining = deadline - monotonic()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             raise StartupError(
                 f"gave up after {timeout:g}s (STARTUP_TIMEOUT): " + "; ".join(problems)
@@ -48,7 +45,7 @@ def wait_for_services(
             problems=problems,
             retry_in_s=round(min(delay, remaining), 2),
         )
-        sleep(min(delay, remaining))
+        clock.sleep(min(delay, remaining))
         delay = min(delay * 2, 5.0)
 
 

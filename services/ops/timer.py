@@ -12,9 +12,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-import time
 from collections.abc import Callable
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.log import get_logger
 from services.process_wide import ProcessWide
 
@@ -38,8 +38,9 @@ class TimerHandle:
 
 
 class TimerThread:
-    def __init__(self, name: str = "timer") -> None:
+    def __init__(self, name: str = "timer", *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.name = name
+        self.clock = clock
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._sequence = itertools.count()
         self._wake = threading.Condition()
@@ -48,7 +49,7 @@ class TimerThread:
     def call_at(
         self, due: float, callback: Callable[[], None], owner: object = None
     ) -> TimerHandle:
-        """Call `callback` at time.monotonic() >= due (soon after), unless cancelled first."""
+        """Call `callback` at clock.monotonic() >= due (soon after), unless cancelled first."""
         handle = TimerHandle(callback, owner)
         with self._wake:
             sequence = next(self._sequence)
@@ -66,7 +67,7 @@ class TimerThread:
     def call_later(
         self, delay: float, callback: Callable[[], None], owner: object = None
     ) -> TimerHandle:
-        return self.call_at(time.monotonic() + delay, callback, owner)
+        return self.call_at(self.clock.monotonic() + delay, callback, owner)
 
     def pending(self) -> int:
         return sum(1 for _, _, handle in self._heap if not handle.cancelled)
@@ -91,7 +92,7 @@ class TimerThread:
                         return None
                     continue
                 due = self._heap[0][0]
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 if due > now:
                     self._wake.wait(due - now)
                     continue

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from database.connection import DatabaseConnection
 from database.queries import load_queries
+from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.log import get_logger
 from services.model.occurrence import Claim, FinalResult, OccurrenceKey
@@ -54,10 +55,12 @@ def _finish_params(results: Sequence[FinalResult]) -> dict[str, Any]:
 
 
 class ExecutionStore:
-    def __init__(self, db: DatabaseConnection, instance_id: str) -> None:
+    def __init__(
+        self, db: DatabaseConnection, instance_id: str, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.db = db
         self.instance_id = instance_id
-        self._pending = PendingWrites(db, _SQL)
+        self._pending = PendingWrites(db, _SQL, clock=clock)
         self._claims: GroupCommit[tuple[OccurrenceKey, UUID], Claim | None] = GroupCommit(
             self._claim_batch
         )

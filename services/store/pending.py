@@ -9,13 +9,13 @@ when a statement finds PostgreSQL unreachable and ends when one succeeds again.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from database.connection import DatabaseConnection, Row
 from database.queries import QuerySet
+from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.log import get_logger
 
@@ -29,8 +29,14 @@ class PendingWrites:
     """Named statements of `queries`, written now or queued while PostgreSQL is down."""
 
     def __init__(
-        self, db: DatabaseConnection, queries: QuerySet, *, limit: int = MAX_PENDING_WRITES
+        self,
+        db: DatabaseConnection,
+        queries: QuerySet,
+        *,
+        limit: int = MAX_PENDING_WRITES,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.db = db
         self.queries = queries
         self.limit = limit
@@ -48,12 +54,14 @@ class PendingWrites:
 
     def mark_down(self) -> None:
         if self._down_since is None:
-            self._down_since = time.monotonic()
+            self._down_since = self.clock.monotonic()
             log.warning("store.database_down")
 
     def mark_up(self) -> None:
         if self._down_since is not None:
-            log.info("store.database_back", down_s=round(time.monotonic() - self._down_since, 3))
+            log.info(
+                "store.database_back", down_s=round(self.clock.monotonic() - self._down_since, 3)
+            )
             self._down_since = None
 
     def probe(self) -> bool:

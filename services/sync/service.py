@@ -8,18 +8,18 @@ counted, never raised: the next interval tries again.
 from __future__ import annotations
 
 import threading
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.config import Settings
 from services.errors import ApiSyncError, LockUnavailable, SchedulerError
 from services.lock.keys import api_sync_lock_key
 from services.lock.lock import DistributedLock
 from services.log import get_logger
 from services.metrics import Metrics
+from services.ops.timer import TimerThread
 from services.store.schedules import ScheduleRepository
 from services.sync.sync import COUNT_KEYS, ApiSync, SyncResult
 
@@ -54,8 +54,12 @@ class ApiSyncService:
         *,
         interval: float | None = None,
         stop: threading.Event | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        timer: TimerThread | None = None,
         **client_options: Any,
     ) -> None:
+        self.clock = clock
+        self.timer = timer  # None: the lock renews on the process-wide timer
         self.schedules = schedules
         self.redis = redis_client
         self.settings = settings
@@ -70,11 +74,16 @@ class ApiSyncService:
         `periodic`, synced within the interval). Raises ApiSyncError, or LockUnavailable when
         Redis cannot be asked (never syncs unlocked)."""
         sync = ApiSync.from_settings(
-            self.schedules, self.settings, stop=self.stop, **self.client_options
+            self.schedules, self.settings, stop=self.stop, clock=self.clock, **self.client_options
         )
         key = api_sync_lock_key(self.settings.redis_key_prefix)
         lock = DistributedLock(
-            self.redis, key, self.settings.lock_timeout, self.settings.instance_id
+            self.redis,
+            key,
+            self.settings.lock_timeout,
+            self.settings.instance_id,
+            timer=self.timer,
+            clock=self.clock,
         )
         try:
             taken = lock.acquire(wait=lock_wait)
@@ -104,7 +113,7 @@ class ApiSyncService:
             pass  # logged and counted by _run_recorded
 
     def _run_recorded(self, sync: ApiSync, *, periodic: bool) -> SyncResult:
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             result = sync.sync()
         except SchedulerError as exc:  # ApiSyncError, or the database failing mid-apply
@@ -151,10 +160,10 @@ class ApiSyncService:
         case: str | None = None,
     ) -> None:
         self.last = {
-            "finished_at": datetime.now(UTC).isoformat(),
+            "finished_at": self.clock.now().isoformat(),
             "result": result,
             "counts": counts,
-            "duration_s": round(time.monotonic() - started, 3),
+            "duration_s": round(self.clock.monotonic() - started, 3),
             "error": error,
             "case": case,
         }

@@ -37,11 +37,11 @@ Decisions:
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 from uuid import UUID
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.config import Settings
 from services.errors import ApiSyncError
 from services.log import get_logger
@@ -96,9 +96,11 @@ class ApiSync:
         *,
         disable_missing: bool = False,
         default_timezone: str = "UTC",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.schedules = schedules
         self.client = client
+        self.clock = clock
         self.disable_missing = disable_missing
         self.default_timezone = default_timezone
 
@@ -109,6 +111,7 @@ class ApiSync:
         settings: Settings,
         *,
         stop: threading.Event | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         **client_options: Any,
     ) -> ApiSync:
         if not settings.api_url:
@@ -125,11 +128,12 @@ class ApiSync:
             client,
             disable_missing=settings.api_sync_disable_missing,
             default_timezone=settings.scheduler_timezone,
+            clock=clock,
         )
 
     def sync(self, dry_run: bool = False) -> SyncResult:
         """Make the api rows match the API's answer; with dry_run, only say what would change."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         raws, pages = self.client.fetch_items()
         items, invalid = parse_items(raws, default_timezone=self.default_timezone)
         for bad in invalid:
@@ -158,7 +162,7 @@ class ApiSync:
             dry_run,
             pages,
             len(raws),
-            round(time.monotonic() - started, 3),
+            round(self.clock.monotonic() - started, 3),
         )
         log.info(
             "api_sync.dry_run" if dry_run else "api_sync.completed",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -75,7 +74,7 @@ class ScheduleWatcher:
         """Load every row (catching up on missed occurrences, unless `catch_up` is False); the
         watermark is taken first, so a change committed during the load is seen by the first
         incremental pass."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         self._watermark = self.schedules.current_xmin()
         # The load allocates millions of long-lived objects; cyclic GC passes over them while
         # they are being built cost more than the load itself at 100,000 schedules. Afterwards
@@ -115,9 +114,9 @@ class ScheduleWatcher:
     # -- the watcher loop ---------------------------------------------------------------------
 
     def _loop(self) -> None:
-        next_interval = time.monotonic() + self.interval
+        next_interval = self.clock.monotonic() + self.interval
         while not self.stop.is_set():
-            self._wake.wait(max(0.0, next_interval - time.monotonic()))
+            self._wake.wait(max(0.0, next_interval - self.clock.monotonic()))
             if self.stop.is_set():
                 break
             try:
@@ -125,20 +124,20 @@ class ScheduleWatcher:
                     self._wake.clear()
                     self.stop.wait(DEBOUNCE_SECONDS)  # gather the rest of a burst of edits
                     self.notified_pass()
-                if self._pass_requested or time.monotonic() >= next_interval:
+                if self._pass_requested or self.clock.monotonic() >= next_interval:
                     self._pass_requested = False
                     self._passes += 1
                     if self._passes % FULL_PASS_EVERY == 0:
                         self.full_pass()
                     else:
                         self.incremental_pass()
-                    next_interval = time.monotonic() + self.interval
+                    next_interval = self.clock.monotonic() + self.interval
             except (DatabaseUnavailable, DatabaseError) as exc:
                 log.warning("watcher.pass_failed", error=str(exc))
-                next_interval = time.monotonic() + min(self.interval, 5.0)
+                next_interval = self.clock.monotonic() + min(self.interval, 5.0)
             except Exception:
                 log.exception("watcher.pass_crashed")
-                next_interval = time.monotonic() + self.interval
+                next_interval = self.clock.monotonic() + self.interval
 
     def request_pass(self) -> None:
         """Ask for an incremental pass now (e.g. after the listener reconnected)."""
@@ -152,13 +151,13 @@ class ScheduleWatcher:
             ids, self._notified = self._notified, set()
         if not ids:
             return Counter()
-        started = time.monotonic()
+        started = self.clock.monotonic()
         outcomes = self._refresh(ids)
         self._record_pass("notified", started, outcomes, len(ids))
         return outcomes
 
     def incremental_pass(self) -> Counter[str]:
-        started = time.monotonic()
+        started = self.clock.monotonic()
         if self._watermark is None:
             self._watermark = self.schedules.current_xmin()
         since = self._watermark
@@ -171,7 +170,7 @@ class ScheduleWatcher:
         return outcomes
 
     def full_pass(self) -> Counter[str]:
-        started = time.monotonic()
+        started = self.clock.monotonic()
         watermark = self.schedules.current_xmin()
         present = self.schedules.all_hashes()
         changed = {sid for sid, h in present.items() if self._applied.get(sid) != h}
@@ -205,7 +204,7 @@ class ScheduleWatcher:
         return outcomes
 
     def _record_pass(self, kind: str, started: float, outcomes: Counter[str], scanned: int) -> None:
-        duration = time.monotonic() - started
+        duration = self.clock.monotonic() - started
         self.metrics.watch_duration.observe(duration)
         for outcome, count in outcomes.items():
             if outcome != "unchanged":

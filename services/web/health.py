@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import StartupError
 from services.lock.client import create_redis_client
 from services.log import get_logger, mask_secrets
@@ -74,14 +74,16 @@ class HealthServer:
         port: int,
         *,
         check_timeout: float = READY_CHECK_TIMEOUT,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.scheduler = scheduler
         self.host = host
         self.requested_port = port
         self.check_timeout = check_timeout
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._started_at = time.monotonic()
+        self._started_at = self.clock.monotonic()
         # A client of our own with short time-outs: a probe never waits on the scheduler's pool.
         self._redis: redis.Redis = create_redis_client(
             scheduler.redis_url,
@@ -111,7 +113,7 @@ class HealthServer:
                 f"cannot listen on HTTP_HOST={self.host} HTTP_PORT={self.requested_port}: "
                 f"{exc.strerror or exc} (set HTTP_PORT to a free port, or 0 to turn HTTP off)"
             ) from None
-        self._started_at = time.monotonic()
+        self._started_at = self.clock.monotonic()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.5},
@@ -136,7 +138,7 @@ class HealthServer:
 
     def readiness(self) -> tuple[bool, list[str]]:
         """(ready, reasons): every check that fails, named by what failed."""
-        deadline = time.monotonic() + self.check_timeout
+        deadline = self.clock.monotonic() + self.check_timeout
         probes = {
             "database": self._probe("database", self._check_database),
             "redis": self._probe("redis", self._check_redis),
@@ -144,7 +146,7 @@ class HealthServer:
         reasons: list[str] = []
         for name, future in probes.items():
             try:
-                problem = future.result(timeout=max(0.0, deadline - time.monotonic()))
+                problem = future.result(timeout=max(0.0, deadline - self.clock.monotonic()))
             except FutureTimeout:
                 problem = f"no answer within {self.check_timeout:g}s"
             if problem:
@@ -157,7 +159,7 @@ class HealthServer:
     def status(self) -> dict[str, Any]:
         return {
             **self.scheduler.status(),
-            "uptime_seconds": round(time.monotonic() - self._started_at, 3),
+            "uptime_seconds": round(self.clock.monotonic() - self._started_at, 3),
         }
 
     def _probe(self, name: str, check: Callable[[], str | None]) -> Future[str | None]:

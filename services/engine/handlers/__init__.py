@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers.base import (
     Handler,
     HandlerRegistry,
@@ -26,6 +27,7 @@ def build_handler_registry(
     command_allowlist: Sequence[str],
     python_handler_allowlist: Sequence[str],
     request_timeout: float,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> HandlerRegistry:
     return HandlerRegistry(
         {
@@ -33,9 +35,12 @@ def build_handler_registry(
                 allowed_hosts=http_allowed_hosts,
                 webhook_url=job_webhook_url,
                 request_timeout=request_timeout,
+                clock=clock,
             ),
-            JobType.COMMAND.value: CommandHandler(allowlist=command_allowlist, kill_grace=1.0),
-            JobType.PYTHON.value: PythonHandler(allowlist=python_handler_allowlist),
+            JobType.COMMAND.value: CommandHandler(
+                allowlist=command_allowlist, kill_grace=1.0, clock=clock
+            ),
+            JobType.PYTHON.value: PythonHandler(allowlist=python_handler_allowlist, clock=clock),
         }
     )
 

@@ -16,10 +16,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers.base import (
     TAIL_CHARS,
     JobContext,
@@ -114,7 +114,10 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 class CommandHandler:
-    def __init__(self, *, allowlist: Sequence[str], kill_grace: float = 2.0) -> None:
+    def __init__(
+        self, *, allowlist: Sequence[str], kill_grace: float = 2.0, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self._clock = clock
         self._allowlist = tuple(entry for entry in (e.strip() for e in allowlist) if entry)
         self._kill_grace = kill_grace
 
@@ -177,7 +180,7 @@ class CommandHandler:
             return resolved
         argv, executable = resolved
 
-        started = time.monotonic()
+        started = self._clock.monotonic()
         deadline = started + ctx.timeout
         try:
             proc = subprocess.Popen(
@@ -210,7 +213,7 @@ class CommandHandler:
             returncode = proc.wait()
         for reader in (stdout, stderr):
             reader.thread.join(_READER_JOIN_S)
-        duration = time.monotonic() - started
+        duration = self._clock.monotonic() - started
         ctx.log.info(
             "handler.command.finished",
             returncode=returncode,
@@ -219,12 +222,11 @@ class CommandHandler:
         )
         return self._outcome(argv[0], returncode, stop, stdout, stderr, ctx.timeout)
 
-    @staticmethod
-    def _wait(pid: int, deadline: float, cancel: threading.Event) -> ExecutionStatus | None:
+    def _wait(self, pid: int, deadline: float, cancel: threading.Event) -> ExecutionStatus | None:
         """Waits for the leader to exit; TIMED_OUT or CANCELLED when the run must stop first."""
         pause = _POLL_FIRST_S
         while not _exited(pid):
-            if time.monotonic() >= deadline:
+            if self._clock.monotonic() >= deadline:
                 return ExecutionStatus.TIMED_OUT
             if cancel.wait(pause):
                 return ExecutionStatus.CANCELLED
@@ -234,9 +236,9 @@ class CommandHandler:
     def _terminate(self, pgid: int) -> None:
         """SIGTERM the group, give the leader a grace period; the caller then SIGKILLs the rest."""
         _signal_group(pgid, signal.SIGTERM)
-        grace_end = time.monotonic() + self._kill_grace
-        while not _exited(pgid) and time.monotonic() < grace_end:
-            time.sleep(_POLL_S)
+        grace_end = self._clock.monotonic() + self._kill_grace
+        while not _exited(pgid) and self._clock.monotonic() < grace_end:
+            self._clock.sleep(_POLL_S)
 
     @staticmethod
     def _outcome(

@@ -7,12 +7,12 @@ operator's own setting). Bodies are never logged: payloads may carry secrets.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers.base import (
     TAIL_CHARS,
     JobContext,
@@ -55,7 +55,9 @@ class HttpHandler:
         allowed_hosts: Sequence[str],
         webhook_url: str | None,
         request_timeout: float,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._allowed_hosts = frozenset(
             h.strip().strip("[]").lower() for h in allowed_hosts if h.strip()
         )
@@ -116,14 +118,14 @@ class HttpHandler:
             return target
 
         limit = max(0.001, min(ctx.timeout, self._request_timeout))
-        deadline = time.monotonic() + limit
+        deadline = self._clock.monotonic() + limit
         body = json.dumps(envelope(ctx), default=str).encode()
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": ctx.idempotency_key(),
         }
         ctx.log.debug("handler.http.request", host=target.host, timeout_s=limit)
-        started = time.monotonic()
+        started = self._clock.monotonic()
         try:
             with self._client.stream(
                 "POST", target, content=body, headers=headers, timeout=limit
@@ -137,14 +139,13 @@ class HttpHandler:
             return self._transport_failure(
                 ctx, "timeout", f"response body not read within {limit:g} s", None
             )
-        elapsed = time.monotonic() - started
+        elapsed = self._clock.monotonic() - started
         ctx.log.info(
             "handler.http.response", http_status=response.status_code, duration_s=round(elapsed, 3)
         )
         return self._outcome(response, raw, truncated, elapsed)
 
-    @staticmethod
-    def _read_body(response: httpx.Response, deadline: float) -> tuple[bytes, bool]:
+    def _read_body(self, response: httpx.Response, deadline: float) -> tuple[bytes, bool]:
         """Reads at most MAX_BODY_BYTES, within the deadline (httpx's timeouts are per read)."""
         chunks: list[bytes] = []
         size = 0
@@ -153,7 +154,7 @@ class HttpHandler:
             size += len(chunk)
             if size >= MAX_BODY_BYTES:
                 return b"".join(chunks)[:MAX_BODY_BYTES], True
-            if time.monotonic() > deadline:
+            if self._clock.monotonic() > deadline:
                 raise BodyDeadline
         return b"".join(chunks), False
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers.base import (
     JobContext,
     JobOutcome,
@@ -58,7 +58,8 @@ def _module_allowed(module: str, prefixes: Sequence[str]) -> bool:
 
 
 class PythonHandler:
-    def __init__(self, *, allowlist: Sequence[str]) -> None:
+    def __init__(self, *, allowlist: Sequence[str], clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._allowlist = tuple(entry for entry in (e.strip() for e in allowlist) if entry)
 
     def run(self, ctx: JobContext) -> JobOutcome:
@@ -117,7 +118,7 @@ class PythonHandler:
             return func
 
         ctx.log.debug("handler.python.started", callable=spec)
-        started = time.monotonic()
+        started = self._clock.monotonic()
         result: object = None
         error: BaseException | None = None
         try:
@@ -125,7 +126,7 @@ class PythonHandler:
         # SystemExit too: a callable calling sys.exit() must not silently end a worker thread.
         except (Exception, SystemExit) as exc:
             error = exc
-        duration = time.monotonic() - started
+        duration = self._clock.monotonic() - started
         ctx.log.debug(
             "handler.python.finished",
             callable=spec,

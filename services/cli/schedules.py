@@ -19,9 +19,9 @@ from services.cli.common import (
 from services.cli.context import repository
 from services.clock import SYSTEM_CLOCK
 from services.errors import InvalidScheduleError, ScheduleNotFound
+from services.model.catalog import Catalog
 from services.model.fire_times import fire_times
 from services.model.records import Schedule
-from services.model.spec import parse_schedule
 from services.store.schedules import CONFIG_FIELDS, validate_config
 
 LIST_COLUMNS = ["schedule_id", "domain", "frequency", "enabled", "next_run", "last_status"]
@@ -145,14 +145,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return fail(str(ScheduleNotFound(args.schedule_id)))
     record = _public(schedule)
     try:
-        spec = parse_schedule(
-            schedule.frequency,
-            schedule.time_config,
-            default_timezone=repo.default_timezone,
-            schedule_id=str(schedule.schedule_id),
-            created_at=schedule.created_at,
-        )
-
+        # The same parse the loader does, so `show` names the reason `last_error` would get.
+        spec = Catalog(repo.default_timezone).parse(schedule).spec
         now = SYSTEM_CLOCK.now()
         record["upcoming"] = [t.isoformat() for t in fire_times(spec, None, now, 5)]
     except InvalidScheduleError as exc:

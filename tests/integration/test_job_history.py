@@ -15,6 +15,7 @@ import pytest
 import services.store.history as job_history_module
 from database.connection import DatabaseConnection, Params
 from services.errors import SchedulerError
+from services.process_wide import ProcessWide
 from services.store.history import JobHistory, get_job_history
 
 HOUR = 3600.0
@@ -323,7 +324,9 @@ def test_cleanup_with_a_partial_last_batch(db: DatabaseConnection, database_url:
 def test_get_job_history_is_one_shared_instance(
     db: DatabaseConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(job_history_module, "_history", None)
+    # A fresh process-wide default (the real one may already be built), over this test's pool.
+    fresh = ProcessWide(lambda: JobHistory(job_history_module.get_db_connection()))
+    monkeypatch.setattr(job_history_module, "_history", fresh)
     monkeypatch.setattr(job_history_module, "get_db_connection", lambda: db)
     seen: list[JobHistory] = []
     threads = [threading.Thread(target=lambda: seen.append(get_job_history())) for _ in range(8)]

@@ -176,6 +176,7 @@ class Settings:
     http_port: int = _setting("HTTP_PORT", _int(0, 65535), "8008")
     shutdown_timeout: float = _setting("SHUTDOWN_TIMEOUT", _float(0), "30")
     history_retention_days: int = _setting("HISTORY_RETENTION_DAYS", _int(0), "90")
+    audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", _int(0), "365")
     log_level: str = _setting("LOG_LEVEL", _choice(*LOG_LEVELS, upper=True), "INFO")
     log_format: str = _setting("LOG_FORMAT", _choice(*LOG_FORMATS), "auto")
     startup_timeout: float = _setting("STARTUP_TIMEOUT", _float(0), "60")

@@ -112,3 +112,25 @@ class SkipOccurrence(Exception):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+
+
+class TokenExists(SchedulerError):
+    def __init__(self, name: str):
+        super().__init__(f"a token named {name!r} already exists (revoke it or pick another name)")
+        self.name = name
+
+
+class TokenNotFound(SchedulerError):
+    def __init__(self, name: str):
+        super().__init__(f"no token named {name!r}")
+        self.name = name
+
+
+class InvalidTokenRequest(SchedulerError):
+    """A token's name or role is not acceptable; the message says what is."""
+
+
+class InvalidCursor(SchedulerError):
+    def __init__(self, cursor: str):
+        super().__init__(f"cursor {cursor!r} is not one this server handed out")
+        self.cursor = cursor

@@ -1,9 +1,10 @@
 -- name: insert_schedule
 -- Create one schedule; the database fills the defaults.
 INSERT INTO schedules (domain_config_id, domain, name, profile_id, frequency, time_config,
-                       enabled, job_type, payload, source)
+                       enabled, job_type, payload, source, tags, notify, created_by)
 VALUES (%(domain_config_id)s, %(domain)s, %(name)s, %(profile_id)s, %(frequency)s,
-        %(time_config)s, %(enabled)s, %(job_type)s, %(payload)s, %(source)s)
+        %(time_config)s, %(enabled)s, %(job_type)s, %(payload)s, %(source)s, %(tags)s,
+        %(notify)s, %(created_by)s)
 RETURNING schedule_id;
 
 -- name: get_schedule
@@ -19,7 +20,8 @@ SELECT * FROM schedules WHERE schedule_id = %(schedule_id)s FOR UPDATE;
 UPDATE schedules
 SET domain_config_id = %(domain_config_id)s, domain = %(domain)s, name = %(name)s,
     profile_id = %(profile_id)s, frequency = %(frequency)s, time_config = %(time_config)s,
-    enabled = %(enabled)s, job_type = %(job_type)s, payload = %(payload)s, source = %(source)s
+    enabled = %(enabled)s, job_type = %(job_type)s, payload = %(payload)s, source = %(source)s,
+    tags = %(tags)s, notify = %(notify)s
 WHERE schedule_id = %(schedule_id)s
 RETURNING *;
 
@@ -38,6 +40,7 @@ WHERE (%(enabled)s::boolean IS NULL OR enabled = %(enabled)s)
   AND (%(domain)s::text IS NULL OR domain = %(domain)s)
   AND (%(domain_config_id)s::uuid IS NULL OR domain_config_id = %(domain_config_id)s)
   AND (%(source)s::text IS NULL OR source = %(source)s)
+  AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
 ORDER BY created_at, schedule_id
 LIMIT %(limit)s;
 
@@ -98,7 +101,8 @@ SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin;
 -- payload as text (decoded once per distinct value by the loader).
 SELECT schedule_id, domain_config_id, domain, frequency, time_config::text AS time_config_json,
        enabled, name, profile_id, job_type, payload::text AS payload_json, source, next_run,
-       last_run, last_status, last_error, config_hash, created_at, updated_at
+       last_run, last_status, last_error, config_hash, created_at, updated_at, tags,
+       notify::text AS notify_json, created_by, paused_note, paused_by, paused_at
 FROM schedules;
 
 -- name: all_hashes

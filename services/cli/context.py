@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 from functools import cache
 
 import redis
 
 from services.config import get_settings
 from services.lock.client import create_redis_client
+from services.store.audit import AuditStore
 from services.store.history import JobHistory
 from services.store.pool import DatabaseConnection, open_pool
 from services.store.run_requests import RunRequestStore
 from services.store.schedules import ScheduleRepository
+from services.store.tokens import TokenStore
 
 
 @cache
@@ -40,3 +44,20 @@ def run_requests() -> RunRequestStore:
 
 def key_prefix() -> str:
     return get_settings().redis_key_prefix
+
+
+def tokens() -> TokenStore:
+    return TokenStore(_pool())
+
+
+def audit() -> AuditStore:
+    return AuditStore(_pool())
+
+
+def actor() -> str:
+    """Who the audit trail names for this command's schedule changes: `cli:<OS user>`."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name, no passwd entry (some containers)
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}"

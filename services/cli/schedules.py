@@ -16,12 +16,13 @@ from services.cli.common import (
     print_record,
     print_table,
 )
-from services.cli.context import repository
+from services.cli.context import actor, repository
 from services.clock import SYSTEM_CLOCK
 from services.errors import InvalidScheduleError, ScheduleNotFound
 from services.model.catalog import Catalog
 from services.model.fire_times import fire_times
 from services.model.records import Schedule
+from services.model.schedule_config import TAG_RULE, tag_errors
 from services.store.schedules import CONFIG_FIELDS, validate_config
 
 LIST_COLUMNS = ["schedule_id", "domain", "frequency", "enabled", "next_run", "last_status"]
@@ -36,6 +37,13 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object like '{\"hour\": 2}'")
     return value
+
+
+def tag_arg(text: str) -> str:
+    """argparse type: one tag (a bad one is a usage error, exit 2)."""
+    if tag_errors([text]):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a tag: a tag is {TAG_RULE}")
+    return text
 
 
 def uuid_arg(text: str) -> uuid.UUID:
@@ -57,6 +65,20 @@ def _config_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("--job-type", choices=["http", "command", "python"])
     parser.add_argument("--payload", type=json_object, metavar="JSON")
     parser.add_argument("--name")
+    parser.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        type=tag_arg,
+        metavar="TAG",
+        help="a tag (repeatable); on update, the tags given replace the schedule's",
+    )
+    parser.add_argument(
+        "--notify",
+        type=json_object,
+        metavar="JSON",
+        help='which events go where, e.g. \'{"channels": ["ops"], "on": ["failed"]}\'',
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,6 +88,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--enabled", action="store_true", help="only enabled schedules")
     p.add_argument("--domain")
     p.add_argument("--source", choices=["manual", "api"])
+    p.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        type=tag_arg,
+        metavar="TAG",
+        help="only schedules with this tag (repeatable: all must match)",
+    )
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_list)
@@ -129,6 +159,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         enabled=True if args.enabled else None,
         domain=args.domain,
         source=args.source,
+        tags=args.tags,
         limit=args.limit,
     )
     if args.json:
@@ -169,6 +200,9 @@ def cmd_add(args: argparse.Namespace) -> int:
             job_type=args.job_type,
             payload=args.payload or {},
             name=args.name,
+            tags=args.tags or [],
+            notify=args.notify or {},
+            actor=actor(),
         )
     except InvalidScheduleError as exc:
         return fail(f"invalid schedule: {exc.reason}", EXIT_USAGE)
@@ -186,13 +220,15 @@ def cmd_update(args: argparse.Namespace) -> int:
             ("job_type", args.job_type),
             ("payload", args.payload),
             ("name", args.name),
+            ("tags", args.tags),
+            ("notify", args.notify),
         )
         if value is not None
     }
     if not changes:
         return fail("nothing to update: give at least one of the field flags", EXIT_USAGE)
     try:
-        repository().update_schedule(args.schedule_id, **changes)
+        repository().update_schedule(args.schedule_id, actor=actor(), **changes)
     except ScheduleNotFound as exc:
         return fail(str(exc))
     except InvalidScheduleError as exc:
@@ -201,7 +237,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    if not repository().delete_schedule(args.schedule_id):
+    if not repository().delete_schedule(args.schedule_id, actor=actor()):
         return fail(str(ScheduleNotFound(args.schedule_id)))
     if args.json:
         print_json({"deleted": str(args.schedule_id)})
@@ -220,7 +256,7 @@ def cmd_disable(args: argparse.Namespace) -> int:
 
 def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
     try:
-        repository().set_enabled(args.schedule_id, enabled)
+        repository().set_enabled(args.schedule_id, enabled, actor=actor())
     except ScheduleNotFound as exc:
         return fail(str(exc))
     return _print_schedule(args, args.schedule_id, "enabled" if enabled else "disabled")

@@ -40,8 +40,18 @@ class Schedule:
     config_hash: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    tags: tuple[str, ...] = ()
+    notify: Any = field(default_factory=dict)
+    created_by: str | None = None
+    paused_note: str | None = None
+    paused_by: str | None = None
+    paused_at: datetime | None = None
     # time_config as stored (jsonb text), when the row was read that way: the parse cache's key.
     time_config_json: str | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tags, tuple):  # TEXT[] arrives as a list
+            object.__setattr__(self, "tags", tuple(self.tags or ()))
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Schedule:
@@ -75,6 +85,8 @@ def schedules_from_json_text(
         config_text = row.pop("time_config_json")
         row["time_config"] = value_of(config_text)
         row["payload"] = value_of(row.pop("payload_json"))
+        if "notify_json" in row:
+            row["notify"] = value_of(row.pop("notify_json"))
         schedules.append(Schedule(**row, time_config_json=config_text))
     return schedules
 
@@ -105,6 +117,51 @@ class Execution:
     def from_row(cls, row: dict[str, Any]) -> Execution:
         execution: Execution = _from_row(cls, row)
         return execution
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token as stored, without its hash (which never leaves the store)."""
+
+    name: str
+    role: str
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ApiToken:
+        token: ApiToken = _from_row(cls, row)
+        return token
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One configuration change of a schedule (`schedule_audit`)."""
+
+    audit_id: int
+    schedule_id: UUID
+    action: str
+    actor: str
+    changed_at: datetime
+    changed_fields: tuple[str, ...] = ()
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.changed_fields, tuple):
+            object.__setattr__(self, "changed_fields", tuple(self.changed_fields or ()))
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AuditEntry:
+        entry: AuditEntry = _from_row(cls, row)
+        return entry
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -6,6 +6,7 @@ The one validation every writer of `schedules` shares: the repository (CLI, REST
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -14,7 +15,14 @@ from services.errors import InvalidScheduleError
 from services.model.spec import validate_schedule
 from services.model.vocabulary import JobType, ScheduleSource
 
-__all__ = ["CONFIG_FIELDS", "MAX_DOMAIN_LENGTH", "as_uuid", "validate_config"]
+__all__ = [
+    "CONFIG_FIELDS",
+    "MAX_DOMAIN_LENGTH",
+    "TAG_RULE",
+    "as_uuid",
+    "tag_errors",
+    "validate_config",
+]
 
 CONFIG_FIELDS = (
     "domain_config_id",
@@ -27,8 +35,23 @@ CONFIG_FIELDS = (
     "job_type",
     "payload",
     "source",
+    "tags",
+    "notify",
 )
 MAX_DOMAIN_LENGTH = 255
+# The same rule as the database's CHECK schedules_tags_valid (migration 004).
+_TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+TAG_RULE = "1-64 characters of A-Z a-z 0-9 _ . : -"
+
+
+def tag_errors(tags: object) -> list[str]:
+    """What is wrong with a list of tags (nothing: an empty list)."""
+    if isinstance(tags, str) or not isinstance(tags, list | tuple):
+        return [f"tags must be a list of strings, got {type(tags).__name__}"]
+    bad = [t for t in tags if not isinstance(t, str) or not _TAG.fullmatch(t)]
+    if bad:
+        return [f"tags {', '.join(repr(t) for t in bad)}: each tag must be {TAG_RULE}"]
+    return []
 
 
 def as_uuid(value: object, field: str) -> UUID:
@@ -64,6 +87,14 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
         errors.append(f"job_type {job_type!r} is not one of: {allowed} (or NULL for the default)")
     if not isinstance(clean.get("payload", {}), dict):
         errors.append(f"payload must be a JSON object, got {type(clean.get('payload')).__name__}")
+    tags = clean.get("tags")
+    tag_problems = [] if tags is None else tag_errors(tags)
+    errors.extend(tag_problems)
+    if tags is not None and not tag_problems:
+        clean["tags"] = list(dict.fromkeys(tags))
+    notify = clean.get("notify")
+    if notify is not None and not isinstance(notify, dict):
+        errors.append(f"notify must be a JSON object, got {type(notify).__name__}")
     source = clean.get("source", ScheduleSource.MANUAL.value)
     if source not in {s.value for s in ScheduleSource}:
         errors.append(f"source {source!r} is not one of: manual, api")

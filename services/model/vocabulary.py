@@ -31,3 +31,12 @@ class JobType(StrEnum):
     HTTP = "http"
     COMMAND = "command"
     PYTHON = "python"
+
+
+class TokenRole(StrEnum):
+    """What an API token may do: read GETs; write also changes schedules and runs; admin also
+    manages tokens."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"

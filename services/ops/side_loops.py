@@ -1,5 +1,5 @@
 """The daemon's side loops, each a named ServiceThread: heartbeat, reaper, retry recovery,
-result writer, history pruner, run requests and (when configured) the API sync."""
+result writer, history and audit pruners, run requests and (when configured) the API sync."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from services.engine.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
 from services.engine.run_requests import RequestProcessor
 from services.metrics import Metrics
 from services.model.occurrence import RunReport
-from services.ops.housekeeping import HistoryPruner
+from services.ops.housekeeping import AuditPruner, HistoryPruner
 from services.ops.service_thread import ServiceThread
+from services.store.audit import AuditStore
 from services.store.executions import ExecutionStore
 from services.store.history import JobHistory
 from services.store.pool import DatabaseConnection
@@ -87,6 +88,13 @@ def build_side_loops(
         instance_id=s.instance_id,
         prefix=s.redis_key_prefix,
     )
+    audit_pruner = AuditPruner(
+        AuditStore(db),
+        redis_client,
+        retention_days=s.audit_retention_days,
+        instance_id=s.instance_id,
+        prefix=s.redis_key_prefix,
+    )
     api_sync = ApiSyncService(
         schedules,
         redis_client,
@@ -111,6 +119,7 @@ def build_side_loops(
         ("retry-recovery", retry_recovery.recover, beat),
         ("result-writer", writer.step, 1.0),
         ("history-pruner", pruner.step, 3600.0),
+        ("audit-pruner", audit_pruner.step, 3600.0),
         ("run-requests", requests.process, REQUEST_POLL_SECONDS),
     ]
     if periodic_sync and s.api_url:

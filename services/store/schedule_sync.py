@@ -15,6 +15,7 @@ from uuid import UUID
 
 from database.connection import DatabaseConnection, Row, Session
 from database.queries import load_queries
+from services.store.audit import acting_as
 
 __all__ = ["ApiRows", "open_api_rows"]
 
@@ -24,15 +25,18 @@ ApiRow = Mapping[str, Any]  # {domain_config_id, domain, frequency, time_config,
 
 
 @contextmanager
-def open_api_rows(db: DatabaseConnection, *, write: bool) -> Iterator[ApiRows]:
+def open_api_rows(
+    db: DatabaseConnection, *, write: bool, actor: str | None = None
+) -> Iterator[ApiRows]:
     """Without `write` (a dry run), one autocommit session; with it, one transaction (all or
     nothing) that first takes the sync's advisory lock: the Redis lock decides who fetches,
-    this keeps read-plan-write correct even if two syncs ever overlap."""
+    this keeps read-plan-write correct even if two syncs ever overlap. `actor` names the writer
+    in the audit trail (the sync passes `sync`)."""
     if not write:
         with db.session() as session:
             yield ApiRows(session)
         return
-    with db.transaction() as tx:
+    with acting_as(db, actor) as tx:
         tx.execute(_SQL["lock_api_sync"])
         yield ApiRows(tx)
 

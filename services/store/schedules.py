@@ -23,6 +23,7 @@ from services.model.records import NextRunWrite, Schedule, schedules_from_json_t
 from services.model.schedule_config import CONFIG_FIELDS, as_uuid, validate_config
 from services.model.vocabulary import ScheduleSource
 from services.process_wide import ProcessWide
+from services.store.audit import acting_as
 from services.store.schedule_sync import ApiRows, open_api_rows
 
 __all__ = [
@@ -48,6 +49,8 @@ def _params(config: Mapping[str, Any]) -> dict[str, Any]:
     params = {key: config.get(key) for key in CONFIG_FIELDS}
     params["time_config"] = Jsonb(params["time_config"])
     params["payload"] = Jsonb(params["payload"] or {})
+    params["tags"] = list(params["tags"] or [])
+    params["notify"] = Jsonb(params["notify"] or {})
     return params
 
 
@@ -72,8 +75,15 @@ class ScheduleRepository:
         profile_id: UUID | str | None = None,
         name: str | None = None,
         source: str = ScheduleSource.MANUAL.value,
+        tags: Sequence[str] | None = None,
+        notify: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+        created_by: str | None = None,
     ) -> UUID:
-        """Validate and insert one schedule; return its id."""
+        """Validate and insert one schedule; return its id.
+
+        actor: who the audit trail names (None: `sql:<session_user>`); created_by defaults to it.
+        """
         config = validate_config(
             {
                 "domain_config_id": domain_config_id,
@@ -86,19 +96,26 @@ class ScheduleRepository:
                 "job_type": job_type,
                 "payload": dict(payload or {}),
                 "source": source,
+                "tags": [] if tags is None else tags,
+                "notify": {} if notify is None else notify,
             },
             default_timezone=self.default_timezone,
         )
-        schedule_id: UUID = self.db.fetch_value(_SQL["insert_schedule"], _params(config))
+        params = {**_params(config), "created_by": actor if created_by is None else created_by}
+        with acting_as(self.db, actor) as tx:
+            schedule_id: UUID = tx.fetch_value(_SQL["insert_schedule"], params)
         return schedule_id
 
-    def update_schedule(self, schedule_id: UUID | str, **changes: Any) -> Schedule:
-        """Change some configuration columns; the merged result is validated as a whole."""
+    def update_schedule(
+        self, schedule_id: UUID | str, *, actor: str | None = None, **changes: Any
+    ) -> Schedule:
+        """Change some configuration columns; the merged result is validated as a whole.
+        actor: who the audit trail names (None: `sql:<session_user>`)."""
         unknown = set(changes) - set(CONFIG_FIELDS)
         if unknown:
             raise TypeError(f"update_schedule() got unknown fields: {', '.join(sorted(unknown))}")
         key = {"schedule_id": as_uuid(schedule_id, "schedule_id")}
-        with self.db.transaction() as tx:
+        with acting_as(self.db, actor) as tx:
             row = tx.fetch_one(_SQL["get_schedule_for_update"], key)
             if row is None:
                 raise ScheduleNotFound(schedule_id)
@@ -109,26 +126,28 @@ class ScheduleRepository:
         assert updated is not None
         return Schedule.from_row(updated)
 
-    def set_enabled(self, schedule_id: UUID | str, enabled: bool) -> Schedule:
-        row = self.db.fetch_one(
-            _SQL["set_enabled"],
-            {"schedule_id": as_uuid(schedule_id, "schedule_id"), "enabled": enabled},
-        )
+    def set_enabled(
+        self, schedule_id: UUID | str, enabled: bool, *, actor: str | None = None
+    ) -> Schedule:
+        params = {"schedule_id": as_uuid(schedule_id, "schedule_id"), "enabled": enabled}
+        with acting_as(self.db, actor) as tx:
+            row = tx.fetch_one(_SQL["set_enabled"], params)
         if row is None:
             raise ScheduleNotFound(schedule_id)
         return Schedule.from_row(row)
 
-    def enable_schedule(self, schedule_id: UUID | str) -> Schedule:
-        return self.set_enabled(schedule_id, True)
+    def enable_schedule(self, schedule_id: UUID | str, *, actor: str | None = None) -> Schedule:
+        return self.set_enabled(schedule_id, True, actor=actor)
 
-    def disable_schedule(self, schedule_id: UUID | str) -> Schedule:
-        return self.set_enabled(schedule_id, False)
+    def disable_schedule(self, schedule_id: UUID | str, *, actor: str | None = None) -> Schedule:
+        return self.set_enabled(schedule_id, False, actor=actor)
 
-    def delete_schedule(self, schedule_id: UUID | str) -> bool:
-        """Delete one schedule; True if it existed. Its history stays."""
-        deleted = self.db.execute(
-            _SQL["delete_schedule"], {"schedule_id": as_uuid(schedule_id, "schedule_id")}
-        )
+    def delete_schedule(self, schedule_id: UUID | str, *, actor: str | None = None) -> bool:
+        """Delete one schedule; True if it existed. Its history stays (and its audit trail)."""
+        with acting_as(self.db, actor) as tx:
+            deleted = tx.execute(
+                _SQL["delete_schedule"], {"schedule_id": as_uuid(schedule_id, "schedule_id")}
+            )
         return deleted > 0
 
     def get_schedule(self, schedule_id: UUID | str) -> Schedule | None:
@@ -150,8 +169,10 @@ class ScheduleRepository:
         domain: str | None = None,
         domain_config_id: UUID | str | None = None,
         source: str | None = None,
+        tags: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> list[Schedule]:
+        """Schedules matching every filter given (tags: each one listed must be present)."""
         rows = self.db.fetch_all(
             _SQL["list_schedules"],
             {
@@ -161,6 +182,7 @@ class ScheduleRepository:
                 if domain_config_id is None
                 else as_uuid(domain_config_id, "domain_config_id"),
                 "source": source,
+                "tags": None if not tags else list(tags),
                 "limit": limit,
             },
         )
@@ -239,9 +261,10 @@ class ScheduleRepository:
     # -- the API sync -------------------------------------------------------------------------
 
     @contextmanager
-    def api_rows(self, *, write: bool) -> Iterator[ApiRows]:
-        """The API sync's statements on `source='api'` rows (see `open_api_rows`)."""
-        with open_api_rows(self.db, write=write) as rows:
+    def api_rows(self, *, write: bool, actor: str | None = None) -> Iterator[ApiRows]:
+        """The API sync's statements on `source='api'` rows (see `open_api_rows`); `actor`
+        names the writer in the audit trail."""
+        with open_api_rows(self.db, write=write, actor=actor) as rows:
             yield rows
 
 

@@ -45,6 +45,7 @@ from services.clock import SYSTEM_CLOCK, Clock
 from services.config import Settings
 from services.errors import ApiSyncError
 from services.log import get_logger
+from services.store.audit import SYNC_ACTOR
 from services.store.schedule_sync import ApiRows
 from services.store.schedules import ScheduleRepository
 from services.sync.client import ApiClient
@@ -142,7 +143,7 @@ class ApiSync:
             )
         present = [item.domain_config_id for item in items]
         present += [bad.mapped_id for bad in invalid if bad.mapped_id is not None]
-        with self.schedules.api_rows(write=not dry_run) as rows:
+        with self.schedules.api_rows(write=not dry_run, actor=SYNC_ACTOR) as rows:
             plan = self._plan(rows, items, present)
             if not dry_run:
                 self._apply(rows, plan)

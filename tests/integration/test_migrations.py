@@ -110,6 +110,12 @@ def test_applying_every_migration_gives_the_contract_schema(empty_url: str) -> N
         "last_error",
         "created_at",
         "updated_at",
+        "tags",
+        "notify",
+        "created_by",
+        "paused_note",
+        "paused_by",
+        "paused_at",
     } <= columns["schedules"]
     assert {
         "execution_id",
@@ -134,6 +140,24 @@ def test_applying_every_migration_gives_the_contract_schema(empty_url: str) -> N
     } <= columns["job_executions"]
     assert {"profile_id", "name", "settings"} <= columns["scan_profiles"]
     assert {"version", "name", "checksum", "applied_at"} <= columns["schema_migrations"]
+    assert {
+        "name",
+        "token_sha256",
+        "role",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    } <= columns["api_tokens"]
+    assert {
+        "audit_id",
+        "schedule_id",
+        "action",
+        "actor",
+        "changed_at",
+        "changed_fields",
+        "before",
+        "after",
+    } <= columns["schedule_audit"]
 
 
 def test_unreachable_database_gives_one_line_without_traceback_or_password() -> None:

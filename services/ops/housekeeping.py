@@ -8,19 +8,14 @@ from collections.abc import Callable
 import redis
 
 from services.log import get_logger
-from services.store.audit import AuditStore
-from services.store.history import JobHistory
 
 log = get_logger(__name__)
 PRUNE_PERIOD_MS = 24 * 3600 * 1000
 
 
-def history_cleanup_key(prefix: str = "") -> str:
-    return f"{prefix}scheduler:history_cleanup"
-
-
-def audit_cleanup_key(prefix: str = "") -> str:
-    return f"{prefix}scheduler:audit_cleanup"
+def cleanup_key(what: str, prefix: str = "") -> str:
+    """The day's key of one kind of pruning (`scheduler:history_cleanup`, `..._audit_cleanup`)."""
+    return f"{prefix}scheduler:{what}_cleanup"
 
 
 class DailyPruner:
@@ -33,14 +28,14 @@ class DailyPruner:
         prune: Callable[[float], int],
         redis_client: redis.Redis,
         *,
-        key: str,
         retention_days: float,
         instance_id: str,
+        prefix: str = "",
     ) -> None:
         self.what = what
         self.prune = prune
         self.redis = redis_client
-        self.key = key
+        self.key = cleanup_key(what, prefix)
         self.retention_days = retention_days
         self.instance_id = instance_id
 
@@ -55,45 +50,3 @@ class DailyPruner:
             return
         deleted = self.prune(self.retention_days)
         log.info(f"{self.what}.pruned", deleted=deleted, retention_days=self.retention_days)
-
-
-class HistoryPruner(DailyPruner):
-    def __init__(
-        self,
-        history: JobHistory,
-        redis_client: redis.Redis,
-        *,
-        retention_days: float,
-        instance_id: str,
-        prefix: str = "",
-    ) -> None:
-        super().__init__(
-            "history",
-            history.cleanup_old_executions,
-            redis_client,
-            key=history_cleanup_key(prefix),
-            retention_days=retention_days,
-            instance_id=instance_id,
-        )
-        self.history = history
-
-
-class AuditPruner(DailyPruner):
-    def __init__(
-        self,
-        audit: AuditStore,
-        redis_client: redis.Redis,
-        *,
-        retention_days: float,
-        instance_id: str,
-        prefix: str = "",
-    ) -> None:
-        super().__init__(
-            "audit",
-            audit.prune,
-            redis_client,
-            key=audit_cleanup_key(prefix),
-            retention_days=retention_days,
-            instance_id=instance_id,
-        )
-        self.audit = audit

@@ -21,7 +21,7 @@ from services.engine.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
 from services.engine.run_requests import RequestProcessor
 from services.metrics import Metrics
 from services.model.occurrence import RunReport
-from services.ops.housekeeping import AuditPruner, HistoryPruner
+from services.ops.housekeeping import DailyPruner
 from services.ops.service_thread import ServiceThread
 from services.store.audit import AuditStore
 from services.store.executions import ExecutionStore
@@ -81,20 +81,15 @@ def build_side_loops(
     writer = ResultWriter(
         store, engine.parking, engine.runner, engine.pipeline, coalesce=s.job_coalesce
     )
-    pruner = HistoryPruner(
-        JobHistory(db),
-        redis_client,
-        retention_days=s.history_retention_days,
-        instance_id=s.instance_id,
-        prefix=s.redis_key_prefix,
-    )
-    audit_pruner = AuditPruner(
-        AuditStore(db),
-        redis_client,
-        retention_days=s.audit_retention_days,
-        instance_id=s.instance_id,
-        prefix=s.redis_key_prefix,
-    )
+
+    def daily(what: str, prune: Callable[[float], int], days: float) -> DailyPruner:
+        prefix = s.redis_key_prefix
+        return DailyPruner(
+            what, prune, redis_client, retention_days=days, instance_id=s.instance_id, prefix=prefix
+        )
+
+    history = daily("history", JobHistory(db).cleanup_old_executions, s.history_retention_days)
+    audit = daily("audit", AuditStore(db).prune, s.audit_retention_days)
     api_sync = ApiSyncService(
         schedules,
         redis_client,
@@ -118,8 +113,8 @@ def build_side_loops(
         ("reaper", reaper.sweep, beat),
         ("retry-recovery", retry_recovery.recover, beat),
         ("result-writer", writer.step, 1.0),
-        ("history-pruner", pruner.step, 3600.0),
-        ("audit-pruner", audit_pruner.step, 3600.0),
+        ("history-pruner", history.step, 3600.0),
+        ("audit-pruner", audit.step, 3600.0),
         ("run-requests", requests.process, REQUEST_POLL_SECONDS),
     ]
     if periodic_sync and s.api_url:

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from database.connection import DatabaseConnection
 from database.migrations import MIGRATIONS_DIR, Migrator
 from services.errors import DatabaseError, InvalidScheduleError, SchedulerError
-from services.ops.housekeeping import AuditPruner, audit_cleanup_key
+from services.ops.housekeeping import DailyPruner, cleanup_key
 from services.store.audit import AuditStore
 from services.store.schedules import ScheduleRepository
 from tests.integration.test_api_sync import answer, item, make_sync
@@ -308,8 +308,9 @@ def test_the_daily_audit_prune_runs_on_one_instance_a_day(
     client = redis.Redis.from_url(redis_url)
     try:
         pruners = [
-            AuditPruner(
-                AuditStore(db),
+            DailyPruner(
+                "audit",
+                AuditStore(db).prune,
                 client,
                 retention_days=7,
                 instance_id=name,
@@ -323,6 +324,6 @@ def test_the_daily_audit_prune_runs_on_one_instance_a_day(
         query(database_url, "UPDATE schedule_audit SET changed_at = now() - interval '30 days'")
         pruners[1].step()  # the day's prune was taken by "a"
         assert len(audit_rows(database_url)) == 1
-        assert client.get(audit_cleanup_key(redis_prefix)) == b"a"
+        assert client.get(cleanup_key("audit", redis_prefix)) == b"a"
     finally:
         client.close()

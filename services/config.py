@@ -177,6 +177,7 @@ class Settings:
     shutdown_timeout: float = _setting("SHUTDOWN_TIMEOUT", _float(0), "30")
     history_retention_days: int = _setting("HISTORY_RETENTION_DAYS", _int(0), "90")
     audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", _int(0), "365")
+    max_schedules_per_creator: int = _setting("MAX_SCHEDULES_PER_CREATOR", _int(0), "0")
     log_level: str = _setting("LOG_LEVEL", _choice(*LOG_LEVELS, upper=True), "INFO")
     log_format: str = _setting("LOG_FORMAT", _choice(*LOG_FORMATS), "auto")
     startup_timeout: float = _setting("STARTUP_TIMEOUT", _float(0), "60")

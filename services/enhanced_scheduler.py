@@ -27,7 +27,7 @@ import redis
 from services.clock import Clock, SystemClock
 from services.config import Settings, get_settings
 from services.engine.assembly import build_engine
-from services.engine.liveness import no_live_peers
+from services.engine.liveness import instance_summaries, no_live_peers
 from services.engine.run_requests import CHANNEL as REQUEST_CHANNEL
 from services.errors import DatabaseError, DatabaseUnavailable, SchedulerError, StartupError
 from services.lock.client import lock_client
@@ -45,7 +45,8 @@ from services.store.pool import open_pool
 from services.store.schedules import ScheduleRepository
 from services.sync.service import zero_counts
 from services.watch.assembly import build_watch
-from services.web.health import HealthServer
+from services.web.assembly import api_context, build_web_server, open_api_pool
+from services.web.server import WebServer
 
 log = get_logger(__name__)
 
@@ -73,7 +74,7 @@ class EnhancedScheduler:
         self.stop_event = threading.Event()
         self.started = False
         self.started_at: str | None = None
-        self.health: HealthServer | None = None
+        self.web: WebServer | None = None
         self.timer = TimerThread("timer", clock=self.clock)
         # A run must not hang long on a dead server: its result can wait (pool_timeout).
         self.db = open_pool(
@@ -167,8 +168,8 @@ class EnhancedScheduler:
         )
         if s.http_port != 0:
             # Before the wait for services, so that /health answers during start-up.
-            self.health = HealthServer(self, s.http_host, s.http_port, clock=self.clock)
-            self.health.start()
+            self.web = self._build_web()
+            self.web.start()
         wait_for_services(self.db, self.redis, s.startup_timeout, clock=self.clock)
         check_migrations(s.database_url, migrate_on_start=s.migrate_on_start)
         self.heartbeat.beat()
@@ -220,9 +221,27 @@ class EnhancedScheduler:
         every lock, remove the heartbeat."""
         self._shutdown.run()
 
+    def _build_web(self) -> WebServer:
+        s = self.settings
+        api_db = open_api_pool(s)
+        api = api_context(
+            s,
+            api_db,
+            live_instances=lambda: instance_summaries(self.redis, s.redis_key_prefix),
+            clock=self.clock,
+        )
+        return build_web_server(
+            self,
+            host=s.http_host,
+            port=s.http_port,
+            clock=self.clock,
+            api=api,
+            closers=[api_db.close],
+        )
+
     def _stop_health(self) -> None:
-        if self.health is not None:
-            self.health.stop()
+        if self.web is not None:
+            self.web.stop()
 
     # -- contract API and what the CLI and HTTP ask of an instance ----------------------------
 

@@ -27,10 +27,18 @@ class DatabaseError(SchedulerError):
 class InvalidScheduleError(SchedulerError):
     """A schedule's frequency/time_config (or another field) does not validate."""
 
-    def __init__(self, reason: str, *, schedule_id: object | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        schedule_id: object | None = None,
+        problems: list[str] | None = None,
+    ):
         super().__init__(reason if schedule_id is None else f"schedule {schedule_id}: {reason}")
         self.reason = reason
         self.schedule_id = schedule_id
+        # Each problem on its own (reason is them joined by "; "), for per-field API errors.
+        self.problems = problems or [reason]
 
 
 class ScheduleNotFound(SchedulerError):
@@ -134,3 +142,36 @@ class InvalidCursor(SchedulerError):
     def __init__(self, cursor: str):
         super().__init__(f"cursor {cursor!r} is not one this server handed out")
         self.cursor = cursor
+
+
+class StaleSchedule(SchedulerError):
+    """An If-Match precondition names a configuration the schedule no longer has."""
+
+    def __init__(self, schedule_id: object, current_hash: str):
+        super().__init__(
+            f"schedule {schedule_id} changed since you read it (its ETag is now \"{current_hash}\")"
+        )
+        self.schedule_id = schedule_id
+        self.current_hash = current_hash
+
+
+class CreatorLimitReached(SchedulerError):
+    """MAX_SCHEDULES_PER_CREATOR: this creator already has as many schedules as allowed."""
+
+    def __init__(self, creator: str, limit: int, existing: int, adding: int = 1):
+        super().__init__(
+            f"{creator} has {existing} schedules; creating {adding} more would pass "
+            f"MAX_SCHEDULES_PER_CREATOR={limit}"
+        )
+        self.creator = creator
+        self.limit = limit
+
+
+class BulkInvalid(SchedulerError):
+    """Items of a bulk create that do not validate: nothing was created."""
+
+    def __init__(self, problems: list[tuple[int, InvalidScheduleError]]):
+        first_index, first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"items[{first_index}]: {first.reason}{more}; nothing was created")
+        self.problems = problems

@@ -34,3 +34,9 @@ WHERE request_id = %(request_id)s;
 -- name: prune_requests
 -- Forget requests older than a day.
 DELETE FROM run_requests WHERE requested_at < now() - interval '1 day';
+
+-- name: insert_triggers
+-- Trigger requests for many schedules at once (a bulk trigger, inside its transaction).
+INSERT INTO run_requests (kind, schedule_id)
+SELECT 'trigger', id FROM unnest(%(schedule_ids)s::uuid[]) AS t (id)
+RETURNING request_id;

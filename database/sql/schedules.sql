@@ -182,3 +182,90 @@ WHERE s.schedule_id = (e ->> 'schedule_id')::uuid AND s.source = 'api';
 -- Disable (never delete) api rows that a complete answer no longer lists.
 UPDATE schedules SET enabled = false
 WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND source = 'api' AND enabled;
+
+-- The REST API: keyset pages, creator limits, bulk operations.
+-- A page continues after the cursor's (key, schedule_id); the first page passes a lower bound
+-- below every row ('-infinity', '', the nil UUID), so each query has one shape and one plan.
+-- `q` matches domain or name as a plain substring (strpos: no LIKE wildcards to escape).
+
+-- name: page_schedules_by_created_at
+-- A page of schedules ordered by (created_at, schedule_id) (index schedules_created_at_id_idx).
+SELECT * FROM schedules
+WHERE (created_at, schedule_id) > (%(after_time)s::timestamptz, %(after_id)s::uuid)
+  AND (%(enabled)s::boolean IS NULL OR enabled = %(enabled)s)
+  AND (%(frequency)s::text IS NULL OR frequency = %(frequency)s)
+  AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s)
+  AND (%(source)s::text IS NULL OR source = %(source)s)
+  AND (%(last_status)s::text IS NULL OR last_status = %(last_status)s)
+  AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+  AND (%(q)s::text IS NULL OR strpos(lower(domain), lower(%(q)s)) > 0
+       OR strpos(lower(coalesce(name, '')), lower(%(q)s)) > 0)
+ORDER BY created_at, schedule_id
+LIMIT %(limit)s;
+
+-- name: page_schedules_by_domain
+-- A page of schedules ordered by (domain, schedule_id) (index schedules_domain_id_idx).
+SELECT * FROM schedules
+WHERE (domain, schedule_id) > (%(after_text)s::text, %(after_id)s::uuid)
+  AND (%(enabled)s::boolean IS NULL OR enabled = %(enabled)s)
+  AND (%(frequency)s::text IS NULL OR frequency = %(frequency)s)
+  AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s)
+  AND (%(source)s::text IS NULL OR source = %(source)s)
+  AND (%(last_status)s::text IS NULL OR last_status = %(last_status)s)
+  AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+  AND (%(q)s::text IS NULL OR strpos(lower(domain), lower(%(q)s)) > 0
+       OR strpos(lower(coalesce(name, '')), lower(%(q)s)) > 0)
+ORDER BY domain, schedule_id
+LIMIT %(limit)s;
+
+-- name: page_schedules_by_next_run
+-- A page of schedules ordered by next_run (none last), then schedule_id: a top-N sort, since
+-- next_run has no index (it must stay a HOT update).
+SELECT * FROM schedules
+WHERE (coalesce(next_run, 'infinity'::timestamptz), schedule_id)
+      > (%(after_time)s::timestamptz, %(after_id)s::uuid)
+  AND (%(enabled)s::boolean IS NULL OR enabled = %(enabled)s)
+  AND (%(frequency)s::text IS NULL OR frequency = %(frequency)s)
+  AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s)
+  AND (%(source)s::text IS NULL OR source = %(source)s)
+  AND (%(last_status)s::text IS NULL OR last_status = %(last_status)s)
+  AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
+  AND (%(q)s::text IS NULL OR strpos(lower(domain), lower(%(q)s)) > 0
+       OR strpos(lower(coalesce(name, '')), lower(%(q)s)) > 0)
+ORDER BY coalesce(next_run, 'infinity'::timestamptz), schedule_id
+LIMIT %(limit)s;
+
+-- name: lock_creator
+-- Serialise creates by one creator until commit, so that a limit check and its inserts are one
+-- step (two concurrent creates cannot both pass the check).
+SELECT pg_advisory_xact_lock(hashtextextended('enhanced_scheduler:creator:' || %(creator)s, 0));
+
+-- name: count_by_creator
+-- How many schedules one creator has made (MAX_SCHEDULES_PER_CREATOR).
+SELECT count(*) FROM schedules WHERE created_by = %(creator)s;
+
+-- name: match_for_bulk
+-- The schedules a bulk operation targets (by ids, or by tag), locked until commit.
+SELECT schedule_id, enabled FROM schedules
+WHERE (%(ids)s::uuid[] IS NULL OR schedule_id = ANY(%(ids)s::uuid[]))
+  AND (%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text])
+ORDER BY schedule_id
+FOR UPDATE;
+
+-- name: pause_many
+-- Pause (disable, with a note) the enabled schedules among the ids; returns those changed.
+UPDATE schedules
+SET enabled = false, paused_note = %(note)s, paused_by = %(paused_by)s, paused_at = now()
+WHERE schedule_id = ANY(%(ids)s::uuid[]) AND enabled
+RETURNING schedule_id;
+
+-- name: resume_many
+-- Resume (enable, note cleared) the disabled schedules among the ids; returns those changed.
+UPDATE schedules
+SET enabled = true, paused_note = NULL, paused_by = NULL, paused_at = NULL
+WHERE schedule_id = ANY(%(ids)s::uuid[]) AND NOT enabled
+RETURNING schedule_id;
+
+-- name: delete_many
+-- Delete the schedules among the ids (their history stays); returns those deleted.
+DELETE FROM schedules WHERE schedule_id = ANY(%(ids)s::uuid[]) RETURNING schedule_id;

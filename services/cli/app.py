@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from services.cli import migrate, runs, schedules, sync, tokens
+from services.cli import migrate, runs, schedules, serve, sync, tokens
 from services.cli.common import EXIT_OK, fail
 from services.errors import ConfigurationError, SchedulerError
 
@@ -70,6 +70,7 @@ def build_parser(daemon: Daemon) -> argparse.ArgumentParser:
     schedules.register(subparsers)
     runs.register(subparsers, trigger_locally=daemon.trigger_locally)
     tokens.register(subparsers)
+    serve.register(subparsers)
     for name, help_text, example, module in COMMANDS:
         sub = subparsers.add_parser(name, help=help_text, epilog=f"example: python {example}")
         module.add_arguments(sub)
@@ -80,7 +81,7 @@ def build_parser(daemon: Daemon) -> argparse.ArgumentParser:
 
 def main(argv: list[str], daemon: Daemon) -> int:
     args = build_parser(daemon).parse_args(argv)
-    if args.command != "run":
+    if args.command not in ("run", "serve"):  # the long-running ones log like a daemon
         _quiet_logging()
     try:
         code: int = args.handler(args)

@@ -6,6 +6,7 @@ The one validation every writer of `schedules` shares: the repository (CLI, REST
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "TAG_RULE",
     "as_uuid",
     "tag_errors",
+    "unstorable",
     "validate_config",
 ]
 
@@ -39,6 +41,7 @@ CONFIG_FIELDS = (
     "notify",
 )
 MAX_DOMAIN_LENGTH = 255
+MAX_NAME_LENGTH = 255
 # The same rule as the database's CHECK schedules_tags_valid (migration 004).
 _TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 TAG_RULE = "1-64 characters of A-Z a-z 0-9 _ . : -"
@@ -52,6 +55,29 @@ def tag_errors(tags: object) -> list[str]:
     if bad:
         return [f"tags {', '.join(repr(t) for t in bad)}: each tag must be {TAG_RULE}"]
     return []
+
+
+def unstorable(value: object, field: str) -> str | None:
+    """Why PostgreSQL could not store `value` (JSON or text), or None: a NUL character, a lone
+    surrogate (not UTF-8), or a number JSON cannot hold (NaN, Infinity)."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return f"{field} must not contain NUL characters (\\u0000)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{field} must be valid Unicode text (it holds a lone surrogate)"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{field} must not hold NaN or Infinity (JSON has no such numbers)"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
 
 
 def as_uuid(value: object, field: str) -> UUID:
@@ -77,8 +103,17 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
     domain = clean.get("domain")
     if not isinstance(domain, str) or not domain.strip():
         errors.append(f"domain must be a non-empty string, got {domain!r}")
-    elif len(domain) > MAX_DOMAIN_LENGTH or "\x00" in domain:
-        errors.append(f"domain must be at most {MAX_DOMAIN_LENGTH} characters without NUL bytes")
+    elif len(domain) > MAX_DOMAIN_LENGTH:
+        errors.append(f"domain must be at most {MAX_DOMAIN_LENGTH} characters")
+    name = clean.get("name")
+    if name is not None and not isinstance(name, str):
+        errors.append(f"name must be a string or null, got {type(name).__name__}")
+    elif isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+        errors.append(f"name must be at most {MAX_NAME_LENGTH} characters")
+    for field in ("domain", "name", "time_config", "payload", "notify"):
+        problem = unstorable(clean.get(field), field)
+        if problem:
+            errors.append(problem)
     job_type = clean.get("job_type")
     if job_type is not None and (
         not isinstance(job_type, str) or job_type not in {t.value for t in JobType}
@@ -106,5 +141,5 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
         )
     )
     if errors:
-        raise InvalidScheduleError("; ".join(errors))
+        raise InvalidScheduleError("; ".join(errors), problems=errors)
     return clean

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
-
 from database.connection import DatabaseConnection, get_db_connection, load_json
 from database.queries import load_queries
-from services.errors import ScheduleNotFound
+from services.errors import ScheduleNotFound, StaleSchedule
 from services.model.records import NextRunWrite, Schedule, schedules_from_json_text
 from services.model.schedule_config import CONFIG_FIELDS, as_uuid, validate_config
 from services.model.vocabulary import ScheduleSource
 from services.process_wide import ProcessWide
 from services.store.audit import acting_as
+from services.store.schedule_bulk import BulkResult, create_many, run_bulk_operation
+from services.store.schedule_pages import ScheduleFilter, page_schedules
+from services.store.schedule_params import config_params
 from services.store.schedule_sync import ApiRows, open_api_rows
 
 __all__ = [
@@ -43,15 +44,6 @@ class ChangedSince:
 
     watermark: str  # the next one: the oldest transaction open at the statement's snapshot
     hashes: dict[UUID, str]  # schedule_id -> config_hash of each row changed meanwhile
-
-
-def _params(config: Mapping[str, Any]) -> dict[str, Any]:
-    params = {key: config.get(key) for key in CONFIG_FIELDS}
-    params["time_config"] = Jsonb(params["time_config"])
-    params["payload"] = Jsonb(params["payload"] or {})
-    params["tags"] = list(params["tags"] or [])
-    params["notify"] = Jsonb(params["notify"] or {})
-    return params
 
 
 class ScheduleRepository:
@@ -101,16 +93,25 @@ class ScheduleRepository:
             },
             default_timezone=self.default_timezone,
         )
-        params = {**_params(config), "created_by": actor if created_by is None else created_by}
+        params = {
+            **config_params(config),
+            "created_by": actor if created_by is None else created_by,
+        }
         with acting_as(self.db, actor) as tx:
             schedule_id: UUID = tx.fetch_value(_SQL["insert_schedule"], params)
         return schedule_id
 
     def update_schedule(
-        self, schedule_id: UUID | str, *, actor: str | None = None, **changes: Any
+        self,
+        schedule_id: UUID | str,
+        *,
+        actor: str | None = None,
+        expected_hash: str | None = None,
+        **changes: Any,
     ) -> Schedule:
         """Change some configuration columns; the merged result is validated as a whole.
-        actor: who the audit trail names (None: `sql:<session_user>`)."""
+        actor: who the audit trail names (None: `sql:<session_user>`); expected_hash: the
+        config_hash the caller last saw (If-Match), StaleSchedule when the row has another."""
         unknown = set(changes) - set(CONFIG_FIELDS)
         if unknown:
             raise TypeError(f"update_schedule() got unknown fields: {', '.join(sorted(unknown))}")
@@ -119,10 +120,11 @@ class ScheduleRepository:
             row = tx.fetch_one(_SQL["get_schedule_for_update"], key)
             if row is None:
                 raise ScheduleNotFound(schedule_id)
+            _check_expected(row, expected_hash)
             merged = {field: row[field] for field in CONFIG_FIELDS}
             merged.update({k: v for k, v in changes.items()})
             config = validate_config(merged, default_timezone=self.default_timezone)
-            updated = tx.fetch_one(_SQL["update_schedule_config"], {**_params(config), **key})
+            updated = tx.fetch_one(_SQL["update_schedule_config"], {**config_params(config), **key})
         assert updated is not None
         return Schedule.from_row(updated)
 
@@ -142,12 +144,19 @@ class ScheduleRepository:
     def disable_schedule(self, schedule_id: UUID | str, *, actor: str | None = None) -> Schedule:
         return self.set_enabled(schedule_id, False, actor=actor)
 
-    def delete_schedule(self, schedule_id: UUID | str, *, actor: str | None = None) -> bool:
-        """Delete one schedule; True if it existed. Its history stays (and its audit trail)."""
+    def delete_schedule(
+        self, schedule_id: UUID | str, *, actor: str | None = None, expected_hash: str | None = None
+    ) -> bool:
+        """Delete one schedule; True if it existed. Its history stays (and its audit trail).
+        expected_hash: as for update_schedule (StaleSchedule when the row has changed)."""
+        key = {"schedule_id": as_uuid(schedule_id, "schedule_id")}
         with acting_as(self.db, actor) as tx:
-            deleted = tx.execute(
-                _SQL["delete_schedule"], {"schedule_id": as_uuid(schedule_id, "schedule_id")}
-            )
+            if expected_hash is not None:
+                row = tx.fetch_one(_SQL["get_schedule_for_update"], key)
+                if row is None:
+                    return False
+                _check_expected(row, expected_hash)
+            deleted = tx.execute(_SQL["delete_schedule"], key)
         return deleted > 0
 
     def get_schedule(self, schedule_id: UUID | str) -> Schedule | None:
@@ -266,6 +275,57 @@ class ScheduleRepository:
         names the writer in the audit trail."""
         with open_api_rows(self.db, write=write, actor=actor) as rows:
             yield rows
+
+    # -- the REST API -------------------------------------------------------------------------
+
+    def page(
+        self,
+        where: ScheduleFilter,
+        *,
+        sort: str = "created_at",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Schedule], str | None]:
+        """A keyset page and the next page's cursor (`schedule_pages.py`)."""
+        return page_schedules(self.db, where, sort=sort, limit=limit, cursor=cursor)
+
+    def create_many(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        actor: str | None,
+        created_by: str | None,
+        max_per_creator: int = 0,
+    ) -> list[UUID]:
+        """All or nothing: BulkInvalid names every wrong item (`schedule_bulk.py`)."""
+        return create_many(
+            self.db,
+            items,
+            default_timezone=self.default_timezone,
+            actor=actor,
+            created_by=created_by,
+            max_per_creator=max_per_creator,
+        )
+
+    def bulk_operation(
+        self,
+        operation: str,
+        *,
+        schedule_ids: Sequence[UUID] | None = None,
+        tag: str | None = None,
+        note: str | None = None,
+        by: str | None = None,
+        actor: str | None = None,
+    ) -> BulkResult:
+        """Pause/resume/delete/trigger the matched schedules in one transaction."""
+        return run_bulk_operation(
+            self.db, operation, schedule_ids=schedule_ids, tag=tag, note=note, by=by, actor=actor
+        )
+
+
+def _check_expected(row: Mapping[str, Any], expected_hash: str | None) -> None:
+    if expected_hash is not None and row["config_hash"] != expected_hash:
+        raise StaleSchedule(row["schedule_id"], row["config_hash"])
 
 
 def _default_repository() -> ScheduleRepository:

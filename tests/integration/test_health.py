@@ -21,7 +21,9 @@ from psycopg.types.json import Jsonb
 from services.config import Settings, load_settings
 from services.enhanced_scheduler import EnhancedScheduler
 from services.errors import StartupError
-from services.web.health import HealthServer
+from services.clock import SYSTEM_CLOCK
+from services.web.assembly import build_web_server
+from services.web.server import WebServer
 from tests.support.daemon import ROOT, DaemonProcess
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.schedules import executions, query
@@ -146,6 +148,11 @@ def _ready_if(port: int, expected: int) -> dict[str, Any] | None:
     return body if status == expected else None
 
 
+def ops_server(scheduler: EnhancedScheduler, port: int = 0, **kwargs: Any) -> WebServer:
+    """The operations endpoints of `scheduler` alone (no API), on an ephemeral port."""
+    return build_web_server(scheduler, host="127.0.0.1", port=port, clock=SYSTEM_CLOCK, **kwargs)
+
+
 @pytest.fixture
 def idle_scheduler(env: dict[str, str], private_redis: RedisServer) -> Iterator[EnhancedScheduler]:
     """A scheduler that was never started, its Redis a private server the test may freeze."""
@@ -159,7 +166,7 @@ def idle_scheduler(env: dict[str, str], private_redis: RedisServer) -> Iterator[
 def test_ready_names_a_scheduler_not_started_and_answers_fast_when_redis_hangs(
     idle_scheduler: EnhancedScheduler, private_redis: RedisServer
 ) -> None:
-    server = HealthServer(idle_scheduler, "127.0.0.1", 0, check_timeout=1.0)
+    server = ops_server(idle_scheduler, check_timeout=1.0)
     server.start()
     try:
         assert server.port != 0
@@ -167,7 +174,8 @@ def test_ready_names_a_scheduler_not_started_and_answers_fast_when_redis_hangs(
             503,
             {"ready": False, "reasons": ["scheduler: not started"]},
         )
-        assert get_json(server.port, "/nope")[0] == 404
+        status, content_type, _ = http_get(server.port, "/nope")
+        assert (status, content_type) == (404, "application/problem+json")
         assert get_json(server.port, "/health?probe=1") == (200, {"status": "ok"})
 
         private_redis.pause()  # connections open, requests hang
@@ -190,7 +198,7 @@ def test_ready_names_a_scheduler_not_started_and_answers_fast_when_redis_hangs(
 def test_metrics_of_a_fresh_scheduler_name_every_contract_metric(
     idle_scheduler: EnhancedScheduler,
 ) -> None:
-    server = HealthServer(idle_scheduler, "127.0.0.1", 0)
+    server = ops_server(idle_scheduler)
     server.start()
     try:
         status, _, text = http_get(server.port, "/metrics")
@@ -203,9 +211,9 @@ def test_metrics_of_a_fresh_scheduler_name_every_contract_metric(
 def test_http_port_in_use_stops_start_up_with_a_clear_line(
     idle_scheduler: EnhancedScheduler,
 ) -> None:
-    first = HealthServer(idle_scheduler, "127.0.0.1", 0)
+    first = ops_server(idle_scheduler)
     first.start()
-    second = HealthServer(idle_scheduler, "127.0.0.1", first.port)
+    second = ops_server(idle_scheduler, first.port)
     try:
         with pytest.raises(StartupError, match=f"HTTP_PORT={first.port}"):
             second.start()

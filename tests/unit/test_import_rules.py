@@ -36,6 +36,10 @@ IMPORT_RULES: dict[str, Rule] = {
     "watch-never-imports-engine": Rule(("services.watch",), ("services.engine",)),
     "engine-never-imports-watch": Rule(("services.engine",), ("services.watch",)),
     "nothing-imports-the-daemon": Rule(OURS, (DAEMON,), (DAEMON,)),
+    "web-works-over-stores-only": Rule(
+        ("services.web",),
+        ("services.engine", "services.watch", "services.scheduling", "services.sync", "services.cli"),
+    ),
 }
 
 

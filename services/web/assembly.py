@@ -1,0 +1,68 @@
+"""Builds the HTTP server a process runs: the daemon (with the scheduler behind /status) or
+`scheduler.py serve` (the API alone). The one place that opens the API's own pool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from services.clock import Clock
+from services.config import Settings
+from services.store.audit import AuditStore
+from services.store.history import JobHistory
+from services.store.pool import DatabaseConnection, open_pool
+from services.store.run_requests import RunRequestStore
+from services.store.scheduler_state import SchedulerStateStore
+from services.store.schedules import ScheduleRepository
+from services.store.tokens import TokenStore
+from services.web.app import build_app
+from services.web.context import ApiContext
+from services.web.readiness import READY_CHECK_TIMEOUT, OpsView, Readiness
+from services.web.server import WebServer
+
+# The API works over a pool of its own, so that a burst of API requests never takes a
+# connection a run is waiting for; a request waits at most this long for one.
+API_POOL_SIZE = 4
+API_POOL_TIMEOUT = 5.0
+
+
+def open_api_pool(settings: Settings) -> DatabaseConnection:
+    return open_pool(
+        settings.database_url, min_size=0, max_size=API_POOL_SIZE, pool_timeout=API_POOL_TIMEOUT
+    )
+
+
+def api_context(
+    settings: Settings,
+    db: DatabaseConnection,
+    *,
+    live_instances: Callable[[], list[dict[str, Any]]],
+    clock: Clock,
+) -> ApiContext:
+    return ApiContext(
+        schedules=ScheduleRepository(db, default_timezone=settings.scheduler_timezone),
+        history=JobHistory(db),
+        run_requests=RunRequestStore(db),
+        tokens=TokenStore(db),
+        audit=AuditStore(db),
+        scheduler_state=SchedulerStateStore(db),
+        live_instances=live_instances,
+        clock=clock,
+        max_schedules_per_creator=settings.max_schedules_per_creator,
+    )
+
+
+def build_web_server(
+    ops: OpsView,
+    *,
+    host: str,
+    port: int,
+    clock: Clock,
+    api: ApiContext | None = None,
+    check_timeout: float = READY_CHECK_TIMEOUT,
+    closers: list[Callable[[], None]] | None = None,
+) -> WebServer:
+    """The server for `ops` (and the API when `api` is given); `closers` run when it stops."""
+    readiness = Readiness(ops, clock=clock, timeout=check_timeout)
+    app = build_app(ops, readiness, api, clock)
+    return WebServer(app, host, port, closers=[readiness.close, *(closers or [])])

@@ -42,6 +42,8 @@ from services.ops.timer import TimerThread
 from services.store.executions import ExecutionStore
 from services.store.listen import NotificationListener
 from services.store.pool import open_pool
+from services.store.scheduler_state import CHANNEL as PAUSE_CHANNEL
+from services.store.scheduler_state import SchedulerStateStore
 from services.store.schedules import ScheduleRepository
 from services.sync.service import zero_counts
 from services.watch.assembly import build_watch
@@ -99,6 +101,7 @@ class EnhancedScheduler:
             max_workers=self.max_workers,
             store=self.store,
             read_schedule=self.schedules.get_schedule,
+            read_pause=SchedulerStateStore(self.db).get,
             redis_client=self.redis,
             metrics=self.metrics,
             clock=self.clock,
@@ -106,7 +109,7 @@ class EnhancedScheduler:
             stop=self.stop_event,
         )
         self.engine, self.jobs, self.runner = engine, engine.jobs, engine.runner
-        self.pipeline, self.handlers = engine.pipeline, engine.handlers
+        self.pipeline, self.handlers, self.pause = engine.pipeline, engine.handlers, engine.pause
         self.loader, self.watcher = build_watch(
             catalog=engine.catalog,
             jobs=self.jobs,
@@ -141,6 +144,7 @@ class EnhancedScheduler:
         self.heartbeat, self.retry_recovery = loops.heartbeat, loops.retry_recovery
         self.api_sync, self.requests, self.threads = loops.api_sync, loops.requests, loops.threads
         self.watcher.channels[REQUEST_CHANNEL] = lambda _p: self.threads["run-requests"].poke()
+        self.watcher.channels[PAUSE_CHANNEL] = lambda _p: self.threads["pause-switch"].poke()
         self._shutdown = Shutdown(
             stop=self.stop_event,
             jobs=self.jobs,
@@ -178,6 +182,10 @@ class EnhancedScheduler:
         )
         if leftovers:
             log.warning("scheduler.recovered_leftovers", abandoned=len(leftovers))
+        # Before the first fire (the load's catch-up included): started during a pause, the
+        # instance stays paused; its loop follows the pause from now on.
+        self.pause.load()
+        self.threads["pause-switch"].start()
         self.jobs.start(paused=True)
         self.pipeline.start()
         self.watcher.initial_load(
@@ -187,7 +195,8 @@ class EnhancedScheduler:
         # Retries an earlier process of this instance left pending (it kept them in memory).
         self.retry_recovery.recover(including_own=True)
         for thread in self.threads.values():
-            thread.start()
+            if not thread.alive:  # the pause switch's is already going
+                thread.start()
         self.watcher.start()
         self.started = True
         self.started_at = self.clock.now().isoformat()
@@ -277,6 +286,7 @@ class EnhancedScheduler:
             "running": len(self.runner.active_runs()),
             "last_watcher_pass": self.watcher.last_pass,
             "last_sync": self.api_sync.status(),
+            "paused": self.pause.current.paused,
         }
 
     def status(self) -> dict[str, Any]:
@@ -289,6 +299,7 @@ class EnhancedScheduler:
             "heartbeat_ok": self.heartbeat.healthy,
             "watcher": self.watcher.status(),
             "last_sync": self.api_sync.status(),
+            "paused": self.pause.current.to_dict(),
         }
 
 

@@ -138,6 +138,10 @@ class InvalidTokenRequest(SchedulerError):
     """A token's name or role is not acceptable; the message says what is."""
 
 
+class InvalidPauseRequest(SchedulerError):
+    """A pause without a note where one is required, or without its author; says which."""
+
+
 class InvalidCursor(SchedulerError):
     def __init__(self, cursor: str):
         super().__init__(f"cursor {cursor!r} is not one this server handed out")

@@ -32,7 +32,7 @@ class Metrics:
         )
         self.misfires = Counter(
             "scheduler_misfires",
-            "Occurrences not run (late, Redis down, overlap)",
+            "Occurrences not run (late, Redis down, overlap, scheduler paused)",
             ["reason"],
             registry=r,
         )
@@ -57,7 +57,7 @@ class Metrics:
         # Known label values exist from the start, so dashboards see zeros rather than gaps.
         for status in ("completed", "failed", "timed_out", "abandoned", "cancelled", "skipped"):
             self.executions.labels(status=status)
-        for reason in ("late", "coalesced", "overlap", "redis", "database", "downtime"):
+        for reason in ("late", "coalesced", "overlap", "redis", "database", "downtime", "paused"):
             self.misfires.labels(reason=reason)
         for kind in ("added", "updated", "removed", "invalid", "expired", "disabled"):
             self.watch_changes.labels(kind=kind)

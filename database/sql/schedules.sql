@@ -29,6 +29,21 @@ RETURNING *;
 -- Enable or disable one schedule.
 UPDATE schedules SET enabled = %(enabled)s WHERE schedule_id = %(schedule_id)s RETURNING *;
 
+-- name: pause_schedule
+-- Pause one schedule: disabled (audited, as the enabled change it is), with why, who and when
+-- (paused_* are not configuration: neither hashed nor audited themselves).
+UPDATE schedules
+SET enabled = false, paused_note = %(note)s, paused_by = %(by)s, paused_at = now()
+WHERE schedule_id = %(schedule_id)s
+RETURNING *;
+
+-- name: resume_schedule
+-- Resume one schedule: enabled again, its pause forgotten.
+UPDATE schedules
+SET enabled = true, paused_note = NULL, paused_by = NULL, paused_at = NULL
+WHERE schedule_id = %(schedule_id)s
+RETURNING *;
+
 -- name: delete_schedule
 -- Delete one schedule (its job_executions keep their rows, schedule_id set to NULL).
 DELETE FROM schedules WHERE schedule_id = %(schedule_id)s;

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from services.cli import migrate, runs, schedules, serve, sync, tokens
+from services.cli import migrate, pause, runs, schedules, serve, sync, tokens
 from services.cli.common import EXIT_OK, fail
 from services.errors import ConfigurationError, SchedulerError
 
@@ -68,6 +68,7 @@ def build_parser(daemon: Daemon) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(subparsers, daemon.run)
     schedules.register(subparsers)
+    pause.register(subparsers)
     runs.register(subparsers, trigger_locally=daemon.trigger_locally)
     tokens.register(subparsers)
     serve.register(subparsers)

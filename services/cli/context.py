@@ -14,6 +14,7 @@ from services.store.audit import AuditStore
 from services.store.history import JobHistory
 from services.store.pool import DatabaseConnection, open_pool
 from services.store.run_requests import RunRequestStore
+from services.store.scheduler_state import SchedulerStateStore
 from services.store.schedules import ScheduleRepository
 from services.store.tokens import TokenStore
 
@@ -48,6 +49,10 @@ def key_prefix() -> str:
 
 def tokens() -> TokenStore:
     return TokenStore(_pool())
+
+
+def scheduler_state() -> SchedulerStateStore:
+    return SchedulerStateStore(_pool())
 
 
 def audit() -> AuditStore:

@@ -1,4 +1,4 @@
-"""Run commands: trigger, cancel, history, stats, cleanup, status."""
+"""Run commands: trigger, cancel, history, stats, cleanup, status (the pause included)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from uuid import UUID
 import redis
 
 from services.cli.common import EXIT_FAILED, EXIT_OK, fail, print_json, print_record, print_table
-from services.cli.context import history, key_prefix, redis_client, repository, run_requests
+from services.cli.context import (
+    history,
+    key_prefix,
+    redis_client,
+    repository,
+    run_requests,
+    scheduler_state,
+)
+from services.cli.pause import describe_pause
 from services.cli.schedules import uuid_arg
 from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.liveness import instance_summaries
@@ -253,9 +261,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
     except redis.RedisError as exc:
         problems.append(f"redis: {exc}")
+    pause = scheduler_state().get()
     running = [e.to_dict() for e in history().get_running_executions()]
     due = next_due(limit=10)
     report = {
+        "paused": pause.to_dict(),
         "instances": instances,
         "running_executions": running,
         "locks": locks,
@@ -265,8 +275,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print(f"live instances: {len(instances)}")
-        print_table(instances, ["instance_id", "started_at", "jobs_loaded", "running"])
+        print(describe_pause(pause))
+        print(f"\nlive instances: {len(instances)}")
+        # `paused`: what each instance believes (it follows the pause within a second).
+        print_table(instances, ["instance_id", "started_at", "jobs_loaded", "running", "paused"])
         for instance in instances:
             last = instance.get("last_watcher_pass") or {}
             sync = instance.get("last_sync")

@@ -150,7 +150,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_validate)
 
 
-def _public(schedule: Schedule) -> dict[str, Any]:
+def public_schedule(schedule: Schedule) -> dict[str, Any]:
     return {k: v for k, v in schedule.to_dict().items() if k != "config_hash"}
 
 
@@ -163,7 +163,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     if args.json:
-        print_json([_public(r) for r in rows])
+        print_json([public_schedule(r) for r in rows])
     else:
         print_table([r.to_dict() for r in rows], LIST_COLUMNS)
     return EXIT_OK
@@ -174,7 +174,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     schedule = repo.get_schedule(args.schedule_id)
     if schedule is None:
         return fail(str(ScheduleNotFound(args.schedule_id)))
-    record = _public(schedule)
+    record = public_schedule(schedule)
     try:
         # The same parse the loader does, so `show` names the reason `last_error` would get.
         spec = Catalog(repo.default_timezone).parse(schedule).spec
@@ -265,7 +265,7 @@ def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
 def _print_schedule(args: argparse.Namespace, schedule_id: uuid.UUID, verb: str) -> int:
     schedule = repository().require_schedule(schedule_id)
     if args.json:
-        print_json(_public(schedule))
+        print_json(public_schedule(schedule))
     else:
         print(f"{verb} {schedule_id}")
     return EXIT_OK

@@ -1,4 +1,5 @@
-"""Builds the engine: the job table, the runner and what feeds it, wired to one another.
+"""Builds the engine: the job table, the runner and what feeds it (the pause switch included),
+wired to one another.
 
 The runner, the rechecks and the pipeline form the one loop of the engine (a recheck runs an
 occurrence again through the runner); this is the one place that closes it.
@@ -18,13 +19,14 @@ from services.config import Settings
 from services.engine.firing import FiringPolicy
 from services.engine.handlers import HandlerRegistry, build_handler_registry
 from services.engine.parking import ParkingLot
+from services.engine.pause import PauseSwitch
 from services.engine.pipeline import RunPipeline
 from services.engine.recheck import Rechecks
 from services.engine.retries import RetryScheduler
 from services.engine.runner import JobRunner
 from services.metrics import Metrics
 from services.model.catalog import Catalog
-from services.model.records import Schedule
+from services.model.records import Schedule, SchedulerPause
 from services.model.retry import RetryPolicy
 from services.ops.timer import TimerThread
 from services.scheduling.jobs import JobTable
@@ -41,6 +43,7 @@ class Engine:
     pipeline: RunPipeline
     firing: FiringPolicy
     handlers: HandlerRegistry
+    pause: PauseSwitch
 
 
 def build_engine(
@@ -49,6 +52,7 @@ def build_engine(
     max_workers: int,
     store: ExecutionStore,
     read_schedule: Callable[[UUID | str], Schedule | None],
+    read_pause: Callable[[], SchedulerPause],
     redis_client: redis.Redis,
     metrics: Metrics,
     clock: Clock,
@@ -67,6 +71,7 @@ def build_engine(
     jobs = JobTable(max_workers=max_workers, max_instances=s.job_max_instances)
     retries = RetryScheduler(jobs, catalog, read_schedule)
     parking = ParkingLot()
+    pause = PauseSwitch(read_pause)
     retry_policy = RetryPolicy(
         s.retry_initial_delay, s.retry_backoff_base, s.retry_max_delay, s.retry_max_attempts
     )
@@ -86,6 +91,7 @@ def build_engine(
         key_prefix=s.redis_key_prefix,
         schedule_retry=retries.schedule,
         park=parking.park,
+        pause_reason=pause.skip_reason,
     )
     rechecks = Rechecks(store, runner, jobs, timer, stop)
     runner.recheck = rechecks.later  # the one loop: a recheck runs through it
@@ -100,4 +106,4 @@ def build_engine(
         max_instances=s.job_max_instances,
     )
     jobs.route(dispatch=firing.dispatch, on_overlap=firing.on_overlap)
-    return Engine(catalog, jobs, retries, parking, runner, pipeline, firing, handlers)
+    return Engine(catalog, jobs, retries, parking, runner, pipeline, firing, handlers, pause)

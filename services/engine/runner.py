@@ -60,6 +60,7 @@ class JobRunner:
         schedule_retry: Callable[[Occurrence, datetime], None] | None = None,
         park: Callable[[Occurrence], bool] | None = None,
         recheck: Callable[[Occurrence, float], None] | None = None,
+        pause_reason: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.store = store
         self.redis = redis_client
@@ -77,6 +78,7 @@ class JobRunner:
         self.schedule_retry = schedule_retry
         self.park = park
         self.recheck = recheck
+        self.pause_reason = pause_reason  # the global pause (engine/pause.py)
         self._active: dict[UUID, ActiveRun] = {}
         self._active_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -150,10 +152,13 @@ class JobRunner:
         answers: list[Begun | RunReport | None] = [None] * len(occurrences)
         candidates: list[Candidate] = []
         now = self.clock.now()
+        paused = self.pause_reason()  # every way to start a run passes here: none while paused
         for i, occ in enumerate(occurrences):
             lateness = (now - occ.due_at).total_seconds()
             grace = misfire_grace(occ.loaded, self.default_grace)
-            if occ.trigger is not RunTrigger.MANUAL and lateness > grace:
+            if paused is not None:
+                answers[i] = self.skip(occ, paused, "paused")  # no lock taken, nothing claimed
+            elif occ.trigger is not RunTrigger.MANUAL and lateness > grace:
                 answers[i] = self.skip(
                     occ,
                     f"missed by {lateness:.1f}s, beyond the misfire grace time of {grace:g}s",

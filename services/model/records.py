@@ -167,6 +167,36 @@ class AuditEntry:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@dataclass(frozen=True, slots=True)
+class SchedulerPause:
+    """The global pause (`scheduler_state`): while `paused`, no instance starts a run."""
+
+    paused: bool = False
+    note: str | None = None
+    paused_by: str | None = None
+    paused_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> SchedulerPause:
+        return cls(
+            paused=bool(row["paused"]),
+            note=row["paused_note"],
+            paused_by=row["paused_by"],
+            paused_at=row["paused_at"],
+        )
+
+    @property
+    def skip_reason(self) -> str:
+        """What each occurrence due during the pause is recorded `skipped` with."""
+        return f"scheduler paused: {self.note}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+NOT_PAUSED = SchedulerPause()
+
+
 class NextRunWrite(NamedTuple):
     """next_run computed for a schedule at the configuration `config_hash` names."""
 

@@ -1,5 +1,6 @@
-"""The daemon's side loops, each a named ServiceThread: heartbeat, reaper, retry recovery,
-result writer, history and audit pruners, run requests and (when configured) the API sync."""
+"""The daemon's side loops, each a named ServiceThread: the pause switch, heartbeat, reaper,
+retry recovery, result writer, history and audit pruners, run requests and (when configured) the
+API sync."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from services.config import Settings
 from services.engine.assembly import Engine
 from services.engine.liveness import Heartbeat, Reaper
 from services.engine.parking import ResultWriter
+from services.engine.pause import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
 from services.engine.retry_recovery import RetryRecovery
 from services.engine.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
 from services.engine.run_requests import RequestProcessor
@@ -109,6 +111,7 @@ def build_side_loops(
     )
     beat = s.heartbeat_interval
     loops = [
+        ("pause-switch", engine.pause.refresh, PAUSE_REFRESH_SECONDS),
         ("heartbeat", heartbeat.beat, beat),
         ("reaper", reaper.sweep, beat),
         ("retry-recovery", retry_recovery.recover, beat),

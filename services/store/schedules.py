@@ -1,6 +1,7 @@
 """The `schedules` table's store: every statement on it but the runner's final write.
 
 - configuration CRUD (seed-001 API: create/update/delete/get...), validating what it writes;
+- pausing and resuming one schedule (`enabled` with the paused_* note, author and time);
 - the daemon's bookkeeping: `next_run` and the invalid/expired marks (never config changes);
 - the watcher's reads: changes since a transaction-id watermark, the start-up load, hashes;
 - the API sync's statements on `source='api'` rows, through `api_rows()` (`schedule_sync.py`).
@@ -26,6 +27,7 @@ from services.store.schedule_bulk import BulkResult, create_many, run_bulk_opera
 from services.store.schedule_pages import ScheduleFilter, page_schedules
 from services.store.schedule_params import config_params
 from services.store.schedule_sync import ApiRows, open_api_rows
+from services.store.scheduler_state import pause_author, pause_note
 
 __all__ = [
     "CONFIG_FIELDS",
@@ -143,6 +145,32 @@ class ScheduleRepository:
 
     def disable_schedule(self, schedule_id: UUID | str, *, actor: str | None = None) -> Schedule:
         return self.set_enabled(schedule_id, False, actor=actor)
+
+    def pause_schedule(
+        self, schedule_id: UUID | str, *, note: str | None, by: str, actor: str | None = None
+    ) -> Schedule:
+        """Disable a schedule with why (`note`, optional), who (`by`) and when, in one statement;
+        the audit trail names `actor`. Pausing a paused schedule replaces its note."""
+        params = {
+            "schedule_id": as_uuid(schedule_id, "schedule_id"),
+            "note": pause_note(note, required=False),
+            "by": pause_author(by),
+        }
+        with acting_as(self.db, actor) as tx:
+            row = tx.fetch_one(_SQL["pause_schedule"], params)
+        if row is None:
+            raise ScheduleNotFound(schedule_id)
+        return Schedule.from_row(row)
+
+    def resume_schedule(self, schedule_id: UUID | str, *, actor: str | None = None) -> Schedule:
+        """Enable a schedule again and clear its paused_note, paused_by and paused_at."""
+        with acting_as(self.db, actor) as tx:
+            row = tx.fetch_one(
+                _SQL["resume_schedule"], {"schedule_id": as_uuid(schedule_id, "schedule_id")}
+            )
+        if row is None:
+            raise ScheduleNotFound(schedule_id)
+        return Schedule.from_row(row)
 
     def delete_schedule(
         self, schedule_id: UUID | str, *, actor: str | None = None, expected_hash: str | None = None

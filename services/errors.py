@@ -153,7 +153,7 @@ class StaleSchedule(SchedulerError):
 
     def __init__(self, schedule_id: object, current_hash: str):
         super().__init__(
-            f"schedule {schedule_id} changed since you read it (its ETag is now \"{current_hash}\")"
+            f'schedule {schedule_id} changed since you read it (its ETag is now "{current_hash}")'
         )
         self.schedule_id = schedule_id
         self.current_hash = current_hash

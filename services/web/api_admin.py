@@ -74,9 +74,7 @@ def _audit_page(
     return {"items": [e.to_dict() for e in items], "next_cursor": next_cursor}
 
 
-@audit.get(
-    "/api/v1/audit", response_model=AuditPage, summary="configuration changes, newest first"
-)
+@audit.get("/api/v1/audit", response_model=AuditPage, summary="configuration changes, newest first")
 def list_audit(
     context: Context,
     _caller: Reader,

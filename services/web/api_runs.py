@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from services.errors import ExecutionNotFound
-from services.model.output import output_tail
+from services.model.run_output import output_tail
 from services.model.records import Execution
 from services.web.auth import Reader, Writer
 from services.web.context import ApiContext, api_context
@@ -75,12 +75,16 @@ def trigger(
         if current is not None and current.done_at is not None:
             break
         if context.clock.monotonic() >= deadline:
-            raise Problem(504, f"the run did not finish within {wait:g}s (request_id {request.request_id})")
+            raise Problem(
+                504, f"the run did not finish within {wait:g}s (request_id {request.request_id})"
+            )
         context.clock.sleep(POLL_INTERVAL)
     run = context.history.get_execution(current.execution_id) if current.execution_id else None
     if run is None:
         raise Problem(409, f"the run did not start: {current.result}")
-    return JSONResponse(ExecutionDetail.model_validate(execution_detail(run)).model_dump(mode="json"))
+    return JSONResponse(
+        ExecutionDetail.model_validate(execution_detail(run)).model_dump(mode="json")
+    )
 
 
 def _page(

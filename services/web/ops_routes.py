@@ -79,4 +79,3 @@ def ops_router(ops: OpsView, readiness: Readiness, clock: Clock) -> APIRouter:
         )
 
     return router
-

@@ -187,9 +187,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "http.request_failed", path=request.url.path, error=mask_secrets(repr(exc)[:300])
-        )
+        log.error("http.request_failed", path=request.url.path, error=mask_secrets(repr(exc)[:300]))
         return problem_response(500, "internal error; the scheduler's log has the details")
 
     app.add_exception_handler(Problem, on_problem)

@@ -58,7 +58,9 @@ class Api:
 
 
 @pytest.fixture
-def api(env: dict[str, str], db: DatabaseConnection, database_url: str, tmp_path: Path) -> Iterator[Api]:
+def api(
+    env: dict[str, str], db: DatabaseConnection, database_url: str, tmp_path: Path
+) -> Iterator[Api]:
     tokens = {role: make_token(db, f"t-{role}", role) for role in ("read", "write", "admin")}
     with serving(env, tmp_path / "serve.log") as server:
         yield Api(server, tokens, db, database_url)
@@ -94,7 +96,9 @@ def test_openapi_lists_every_contract_path_and_the_ops_endpoints_answer(api: Api
 
 
 def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", lambda m: "name" if m.group() == "{name}" else str(uuid.uuid4()), path)
+    return re.sub(
+        r"\{[^}]+\}", lambda m: "name" if m.group() == "{name}" else str(uuid.uuid4()), path
+    )
 
 
 def test_every_api_path_refuses_no_token_a_bad_one_a_revoked_one_and_too_low_a_role(
@@ -106,7 +110,11 @@ def test_every_api_path_refuses_no_token_a_bad_one_a_revoked_one_and_too_low_a_r
     for path, methods in CONTRACT_PATHS.items():
         for method in methods:
             url = _concrete(path)
-            for headers in ({}, {"Authorization": "Bearer es_nope"}, {"Authorization": f"Bearer {revoked}"}):
+            for headers in (
+                {},
+                {"Authorization": "Bearer es_nope"},
+                {"Authorization": f"Bearer {revoked}"},
+            ):
                 response = httpx.request(method, api.server.url + url, headers=headers)
                 problem = assert_problem(response, 401)
                 assert response.headers["www-authenticate"].startswith("Bearer")
@@ -146,8 +154,14 @@ def test_create_read_replace_patch_delete_with_etags(api: Api) -> None:
         assert patched.headers["etag"] != stale
 
         for response in (
-            http.patch(f"/api/v1/schedules/{schedule_id}", json={"name": "x"}, headers={"If-Match": stale}),
-            http.put(f"/api/v1/schedules/{schedule_id}", json=schedule_body(), headers={"If-Match": stale}),
+            http.patch(
+                f"/api/v1/schedules/{schedule_id}", json={"name": "x"}, headers={"If-Match": stale}
+            ),
+            http.put(
+                f"/api/v1/schedules/{schedule_id}",
+                json=schedule_body(),
+                headers={"If-Match": stale},
+            ),
             http.delete(f"/api/v1/schedules/{schedule_id}", headers={"If-Match": stale}),
         ):
             assert_problem(response, 412)
@@ -184,9 +198,18 @@ def test_an_invalid_schedule_gets_422_with_the_watchers_reason_per_field(api: Ap
         assert "time_config.hour must be an integer 0-23, got 25" in problem["detail"]
         shape = assert_problem(http.post("/api/v1/schedules", json={"domain": "x"}), 422)
         assert {e["field"] for e in shape["errors"]} == {"frequency", "time_config"}
-        nul = assert_problem(http.post("/api/v1/schedules", json=schedule_body(name="a\u0000b")), 422)
+        nul = assert_problem(
+            http.post("/api/v1/schedules", json=schedule_body(name="a\u0000b")), 422
+        )
         assert "NUL" in nul["detail"]
-        assert_problem(http.post("/api/v1/schedules", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
+        assert_problem(
+            http.post(
+                "/api/v1/schedules",
+                content=b"{not json",
+                headers={"Content-Type": "application/json"},
+            ),
+            422,
+        )
     assert query(api.database_url, "SELECT count(*) AS n FROM schedules")[0]["n"] == 0
 
 
@@ -229,18 +252,27 @@ def test_list_filters_sorts_and_pages_stably_while_rows_are_inserted(api: Api) -
         assert len(seen) == len(set(seen)), "a row appeared on two pages"
         assert seen[: len(original)] == original, "the rows that existed are all there, in order"
 
-        evens = http.get("/api/v1/schedules", params={"tag": ["even"], "limit": 500}).json()["items"]
+        evens = http.get("/api/v1/schedules", params={"tag": ["even"], "limit": 500}).json()[
+            "items"
+        ]
         assert len(evens) == 60 and all("even" in s["tags"] for s in evens)
         assert http.get("/api/v1/schedules", params={"tag": ["even", "odd"]}).json()["items"] == []
         found = http.get("/api/v1/schedules", params={"q": "D007.EX"}).json()["items"]
         assert [s["domain"] for s in found] == ["d007.example"]
         by_domain = http.get("/api/v1/schedules", params={"sort": "domain", "limit": 3}).json()
-        assert [s["domain"] for s in by_domain["items"]] == ["d000.example", "d001.example", "d002.example"]
+        assert [s["domain"] for s in by_domain["items"]] == [
+            "d000.example",
+            "d001.example",
+            "d002.example",
+        ]
         second = http.get(
-            "/api/v1/schedules", params={"sort": "domain", "limit": 3, "cursor": by_domain["next_cursor"]}
+            "/api/v1/schedules",
+            params={"sort": "domain", "limit": 3, "cursor": by_domain["next_cursor"]},
         ).json()
         assert second["items"][0]["domain"] == "d003.example"
-        assert_problem(http.get("/api/v1/schedules", params={"cursor": by_domain["next_cursor"]}), 400)
+        assert_problem(
+            http.get("/api/v1/schedules", params={"cursor": by_domain["next_cursor"]}), 400
+        )
         assert_problem(http.get("/api/v1/schedules", params={"cursor": "garbage!"}), 400)
         assert_problem(http.get("/api/v1/schedules", params={"limit": 501}), 422)
 
@@ -249,7 +281,12 @@ def test_bulk_create_is_all_or_nothing_and_bulk_operations_change_one_transactio
     with api.as_("write") as http:
         bad = http.post(
             "/api/v1/schedules/bulk/create",
-            json={"items": [schedule_body(), schedule_body(frequency="cron", time_config={"expression": "x"})]},
+            json={
+                "items": [
+                    schedule_body(),
+                    schedule_body(frequency="cron", time_config={"expression": "x"}),
+                ]
+            },
         )
         problem = assert_problem(bad, 422)
         assert [e["field"] for e in problem["errors"]] == ["items[1].time_config.expression"]
@@ -264,20 +301,37 @@ def test_bulk_create_is_all_or_nothing_and_bulk_operations_change_one_transactio
             json={"operation": "pause", "tag": "batch", "note": "migrating the database"},
         )
         assert paused.json() == {"matched": 5, "changed": 5}
-        again = http.post("/api/v1/schedules/bulk/operation", json={"operation": "pause", "tag": "batch"})
+        again = http.post(
+            "/api/v1/schedules/bulk/operation", json={"operation": "pause", "tag": "batch"}
+        )
         assert again.json() == {"matched": 5, "changed": 0}
         row = http.get(f"/api/v1/schedules/{ids[0]}").json()
-        assert (row["enabled"], row["paused_note"], row["paused_by"]) == (False, "migrating the database", "t-write")
+        assert (row["enabled"], row["paused_note"], row["paused_by"]) == (
+            False,
+            "migrating the database",
+            "t-write",
+        )
         resumed = http.post(
-            "/api/v1/schedules/bulk/operation", json={"operation": "resume", "schedule_ids": ids[:2]}
+            "/api/v1/schedules/bulk/operation",
+            json={"operation": "resume", "schedule_ids": ids[:2]},
         )
         assert resumed.json() == {"matched": 2, "changed": 2}
         assert http.get(f"/api/v1/schedules/{ids[0]}").json()["paused_note"] is None
         assert_problem(
-            http.post("/api/v1/schedules/bulk/operation", json={"operation": "trigger", "tag": "batch"}), 409
+            http.post(
+                "/api/v1/schedules/bulk/operation", json={"operation": "trigger", "tag": "batch"}
+            ),
+            409,
         )
-        assert_problem(http.post("/api/v1/schedules/bulk/operation", json={"operation": "explode", "tag": "batch"}), 400)
-        deleted = http.post("/api/v1/schedules/bulk/operation", json={"operation": "delete", "tag": "batch"})
+        assert_problem(
+            http.post(
+                "/api/v1/schedules/bulk/operation", json={"operation": "explode", "tag": "batch"}
+            ),
+            400,
+        )
+        deleted = http.post(
+            "/api/v1/schedules/bulk/operation", json={"operation": "delete", "tag": "batch"}
+        )
         assert deleted.json() == {"matched": 5, "changed": 5}
         remaining = http.get("/api/v1/schedules").json()["items"]
         assert [s["schedule_id"] for s in remaining] == [ids[5]]
@@ -299,8 +353,16 @@ def test_audit_names_the_api_caller_and_filters(api: Api) -> None:
     schedule_id = create(api).json()["schedule_id"]
     with api.as_("write") as http:
         http.patch(f"/api/v1/schedules/{schedule_id}", json={"name": "renamed"})
-    query(api.database_url, "UPDATE schedules SET domain = 'psql.example' WHERE schedule_id = %s", [schedule_id])
-    query(api.database_url, "UPDATE schedules SET next_run = now() WHERE schedule_id = %s", [schedule_id])
+    query(
+        api.database_url,
+        "UPDATE schedules SET domain = 'psql.example' WHERE schedule_id = %s",
+        [schedule_id],
+    )
+    query(
+        api.database_url,
+        "UPDATE schedules SET next_run = now() WHERE schedule_id = %s",
+        [schedule_id],
+    )
     with api.as_("read") as http:
         trail = http.get(f"/api/v1/schedules/{schedule_id}/audit").json()["items"]
         assert [(e["action"], e["actor"]) for e in trail] == [
@@ -311,7 +373,9 @@ def test_audit_names_the_api_caller_and_filters(api: Api) -> None:
         assert trail[1]["changed_fields"] == ["name"]
         by_actor = http.get("/api/v1/audit", params={"actor": "api:t-write", "limit": 1}).json()
         assert len(by_actor["items"]) == 1 and by_actor["next_cursor"]
-        rest = http.get("/api/v1/audit", params={"actor": "api:t-write", "cursor": by_actor["next_cursor"]})
+        rest = http.get(
+            "/api/v1/audit", params={"actor": "api:t-write", "cursor": by_actor["next_cursor"]}
+        )
         assert [e["action"] for e in rest.json()["items"]] == ["insert"]
 
 
@@ -336,7 +400,9 @@ def test_tokens_are_managed_by_admins_and_shown_once(api: Api) -> None:
     assert token not in api.server.log()
 
 
-def test_creator_limit_answers_429(env: dict[str, str], db: DatabaseConnection, tmp_path: Path) -> None:
+def test_creator_limit_answers_429(
+    env: dict[str, str], db: DatabaseConnection, tmp_path: Path
+) -> None:
     token = make_token(db, "limited", "write")
     with serving({**env, "MAX_SCHEDULES_PER_CREATOR": "2"}, tmp_path / "serve.log") as server:
         with client(server.url, token) as http:
@@ -354,19 +420,29 @@ def test_executions_pages_filters_one_run_and_stats(api: Api) -> None:
         rows.append(
             query(
                 api.database_url,
-                """INSERT INTO job_executions (schedule_id, job_id, domain, domain_config_id, status,
-                       started_at, scheduled_for, completed_at, duration_seconds, error_message, trigger)
+                """INSERT INTO job_executions (schedule_id, job_id, domain, domain_config_id,
+                       status, started_at, scheduled_for, completed_at, duration_seconds,
+                       error_message, trigger)
                    SELECT schedule_id, schedule_id::text, domain, domain_config_id, %s,
                           now() - make_interval(mins => %s), now() - make_interval(mins => %s),
                           now(), %s, %s, 'schedule'
                    FROM schedules WHERE schedule_id = %s RETURNING execution_id""",
-                [status, 10 - i, 10 - i, float(i + 1), "boom" if status == "failed" else None, schedule_id],
+                [
+                    status,
+                    10 - i,
+                    10 - i,
+                    float(i + 1),
+                    "boom" if status == "failed" else None,
+                    schedule_id,
+                ],
             )[0]["execution_id"]
         )
     with api.as_("read") as http:
         page = http.get("/api/v1/executions", params={"limit": 2}).json()
         assert [e["execution_id"] for e in page["items"]] == [str(rows[4]), str(rows[3])]
-        rest = http.get("/api/v1/executions", params={"limit": 10, "cursor": page["next_cursor"]}).json()
+        rest = http.get(
+            "/api/v1/executions", params={"limit": 10, "cursor": page["next_cursor"]}
+        ).json()
         assert [e["execution_id"] for e in rest["items"]] == [str(r) for r in rows[2::-1]]
         assert rest["next_cursor"] is None
         failed = http.get(

@@ -25,7 +25,11 @@ daemons = pytest.fixture(daemon_spawner)
 @pytest.fixture
 def live_daemon(env: dict[str, str], daemons: Spawn) -> Iterator[tuple[DaemonProcess, str]]:
     port = free_port()
-    extra = {"HTTP_PORT": str(port), "COMMAND_ALLOWLIST": "sleep,echo", "SCHEDULE_CHECK_INTERVAL": "1"}
+    extra = {
+        "HTTP_PORT": str(port),
+        "COMMAND_ALLOWLIST": "sleep,echo",
+        "SCHEDULE_CHECK_INTERVAL": "1",
+    }
     daemon = daemons({**env, **extra}, "api-daemon").start()
     yield daemon, f"http://127.0.0.1:{port}"
 
@@ -51,7 +55,11 @@ def test_trigger_and_wait_returns_the_finished_run_and_cancel_stops_one(
         done = http.post(f"/api/v1/schedules/{echo_id}/trigger", params={"wait": 10})
         assert done.status_code == 200, done.text
         run = done.json()
-        assert (run["status"], run["trigger"], run["schedule_id"]) == ("completed", "manual", echo_id)
+        assert (run["status"], run["trigger"], run["schedule_id"]) == (
+            "completed",
+            "manual",
+            echo_id,
+        )
         assert "hello from the api" in (run["output_tail"] or "")
 
         accepted = http.post(f"/api/v1/schedules/{echo_id}/trigger")
@@ -69,7 +77,9 @@ def test_trigger_and_wait_returns_the_finished_run_and_cancel_stops_one(
             15,
             message="the run cancelled",
         )
-        slow = http.post(f"/api/v1/schedules/{sleeper['schedule_id']}/trigger", params={"wait": 0.5})
+        slow = http.post(
+            f"/api/v1/schedules/{sleeper['schedule_id']}/trigger", params={"wait": 0.5}
+        )
         assert slow.status_code == 504, slow.text
 
 
@@ -79,7 +89,9 @@ def test_a_422_carries_word_for_word_what_the_watcher_writes_into_last_error(
     _daemon, url = live_daemon
     bad = {"expression": "61 * * * *", "timezone": "Mars/Olympus"}
     with client(url, make_token(db, "ops", "write")) as http:
-        refused = http.post("/api/v1/schedules", json=schedule_body(frequency="cron", time_config=bad))
+        refused = http.post(
+            "/api/v1/schedules", json=schedule_body(frequency="cron", time_config=bad)
+        )
     assert refused.status_code == 422, refused.text
     row = query(
         database_url,
@@ -88,19 +100,27 @@ def test_a_422_carries_word_for_word_what_the_watcher_writes_into_last_error(
         [__import__("json").dumps(bad)],
     )[0]
     marked = wait_until(
-        lambda: schedule_row(database_url, row["schedule_id"])["last_error"], 15, message="invalid mark"
+        lambda: schedule_row(database_url, row["schedule_id"])["last_error"],
+        15,
+        message="invalid mark",
     )
     assert refused.json()["detail"] == marked
 
 
 def test_serve_hands_a_trigger_to_the_live_daemon(
-    live_daemon: tuple[DaemonProcess, str], env: dict[str, str], db: DatabaseConnection, tmp_path: Path
+    live_daemon: tuple[DaemonProcess, str],
+    env: dict[str, str],
+    db: DatabaseConnection,
+    tmp_path: Path,
 ) -> None:
     _daemon, _url = live_daemon
-    with serving(env, tmp_path / "serve.log") as server, client(server.url, make_token(db, "w", "write")) as http:
-        schedule_id = http.post("/api/v1/schedules", json=command_schedule(["echo", "via serve"])).json()[
-            "schedule_id"
-        ]
+    with (
+        serving(env, tmp_path / "serve.log") as server,
+        client(server.url, make_token(db, "w", "write")) as http,
+    ):
+        schedule_id = http.post(
+            "/api/v1/schedules", json=command_schedule(["echo", "via serve"])
+        ).json()["schedule_id"]
         status = http.get("/api/v1/scheduler/status").json()
         assert [i["instance_id"] for i in status["instances"]] == ["api-daemon"]
         run = http.post(f"/api/v1/schedules/{schedule_id}/trigger", params={"wait": 10})

@@ -18,10 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
 
+from services.clock import SYSTEM_CLOCK
 from services.config import Settings, load_settings
 from services.enhanced_scheduler import EnhancedScheduler
 from services.errors import StartupError
-from services.clock import SYSTEM_CLOCK
 from services.web.assembly import build_web_server
 from services.web.server import WebServer
 from tests.support.daemon import ROOT, DaemonProcess

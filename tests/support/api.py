@@ -1,4 +1,4 @@
-"""The REST API as tests use it: `scheduler.py serve` as a real process, an httpx client per role."""
+"""The REST API as tests use it: `scheduler.py serve` as a process, an httpx client per role."""
 
 from __future__ import annotations
 

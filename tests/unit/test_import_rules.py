@@ -38,7 +38,13 @@ IMPORT_RULES: dict[str, Rule] = {
     "nothing-imports-the-daemon": Rule(OURS, (DAEMON,), (DAEMON,)),
     "web-works-over-stores-only": Rule(
         ("services.web",),
-        ("services.engine", "services.watch", "services.scheduling", "services.sync", "services.cli"),
+        (
+            "services.engine",
+            "services.watch",
+            "services.scheduling",
+            "services.sync",
+            "services.cli",
+        ),
     ),
 }
 

@@ -1,5 +1,5 @@
 """The data door: one module per table (schedules, executions, history, run requests), the pending-
-writes queue, group commit, LISTEN, migrations.
+writes queue, group commit, keyset paging, LISTEN, migrations.
 
 The only package that imports `database`; it knows no other room.
 """

@@ -98,12 +98,16 @@ class Session:
         with self._cursor(query, params) as cur:
             return cur.rowcount
 
-    def fetch_one(self, query: str, params: Params = None) -> Row | None:
-        with self._cursor(query, params) as cur:
+    def fetch_one(
+        self, query: str, params: Params = None, *, prepare: bool | None = None
+    ) -> Row | None:
+        with self._cursor(query, params, prepare) as cur:
             return cur.fetchone()
 
-    def fetch_all(self, query: str, params: Params = None) -> list[Row]:
-        with self._cursor(query, params) as cur:
+    def fetch_all(
+        self, query: str, params: Params = None, *, prepare: bool | None = None
+    ) -> list[Row]:
+        with self._cursor(query, params, prepare) as cur:
             return cur.fetchall()
 
     def fetch_value(self, query: str, params: Params = None) -> Any:
@@ -111,10 +115,16 @@ class Session:
         return None if row is None else next(iter(row.values()))
 
     @contextmanager
-    def _cursor(self, query: str, params: Params) -> Iterator[psycopg.Cursor[Row]]:
+    def _cursor(
+        self, query: str, params: Params, prepare: bool | None = None
+    ) -> Iterator[psycopg.Cursor[Row]]:
+        """`prepare`: psycopg's, None (the default) prepares a statement on a connection once it
+        ran there 5 times; False never does, so PostgreSQL plans every call with its parameters.
+        A prepared statement soon gets a generic plan, which cannot tell `x IS NULL OR col = x`
+        with x NULL from x set, and so cannot choose the index an optional filter needs."""
         try:
             with self.conn.cursor() as cur:
-                cur.execute(query, params)
+                cur.execute(query, params, prepare=prepare)
                 yield cur
         except psycopg.Error as exc:
             raise translate_error(exc, self._target) from exc
@@ -275,13 +285,28 @@ class DatabaseConnection:
         with self.session() as session:
             return session.execute(query, params)
 
-    def fetch_one(self, query: str, params: Params = None, *, fast: bool = False) -> Row | None:
+    def fetch_one(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        fast: bool = False,
+        prepare: bool | None = None,
+    ) -> Row | None:
         with self.session(fast=fast) as session:
-            return session.fetch_one(query, params)
+            return session.fetch_one(query, params, prepare=prepare)
 
-    def fetch_all(self, query: str, params: Params = None, *, fast: bool = False) -> list[Row]:
+    def fetch_all(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        fast: bool = False,
+        prepare: bool | None = None,
+    ) -> list[Row]:
+        """Rows as dicts; `prepare=False` for statements with optional filters (Session._cursor)."""
         with self.session(fast=fast) as session:
-            return session.fetch_all(query, params)
+            return session.fetch_all(query, params, prepare=prepare)
 
     def fetch_value(self, query: str, params: Params = None) -> Any:
         with self.session() as session:

@@ -32,19 +32,6 @@ SELECT * FROM job_executions
 WHERE status = 'running'
 ORDER BY started_at, execution_id;
 
--- name: status_totals
--- Per status: run count and duration aggregates over runs started in the last %(days)s days.
-SELECT status,
-       count(*) AS runs,
-       count(duration_seconds) AS timed_runs,
-       sum(duration_seconds) AS total_duration,
-       min(duration_seconds) AS min_duration,
-       max(duration_seconds) AS max_duration
-FROM job_executions
-WHERE started_at >= now() - make_interval(secs => %(days)s::double precision * 86400)
-  AND (%(schedule_id)s::uuid IS NULL OR schedule_id = %(schedule_id)s)
-GROUP BY status;
-
 -- name: cleanup_cutoff
 -- The instant before which finished runs are pruned, fixed once per cleanup.
 SELECT now() - make_interval(secs => %(days)s::double precision * 86400) AS cutoff;
@@ -61,3 +48,47 @@ WHERE execution_id IN (
     -- Rows another cleaner (or a late final write) holds are left for the next pass.
     FOR UPDATE SKIP LOCKED
 );
+
+-- name: page_executions
+-- A page of runs, newest first, keyset-paged on (started_at, execution_id): only rows below
+-- (%(before_at)s, %(before_id)s), the last row of the previous page or `until` (NULL: from the
+-- newest), and at or after %(since)s; the other filters are optional. Both bounds are index
+-- conditions on job_executions_started_idx (with a schedule_id, on
+-- job_executions_schedule_started_idx); no index holds execution_id, so an incremental sort
+-- orders each run of rows that share one started_at (a batch claimed by one statement).
+SELECT * FROM job_executions
+WHERE (started_at, execution_id)
+      < (coalesce(%(before_at)s::timestamptz, 'infinity'),
+         coalesce(%(before_id)s::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+  AND started_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND (%(schedule_id)s::uuid IS NULL OR schedule_id = %(schedule_id)s::uuid)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY (%(statuses)s::text[]))
+  AND (%(trigger)s::text IS NULL OR trigger = %(trigger)s::text)
+  AND (%(instance_id)s::text IS NULL OR instance_id = %(instance_id)s::text)
+ORDER BY started_at DESC, execution_id DESC
+LIMIT %(limit)s;
+
+-- name: execution_stats
+-- Over the rows started within the last %(days)s days (one schedule's, or all): the row count
+-- of every status seen, and the runs' counts, durations and duration percentiles; which
+-- statuses are runs, successes and failures comes from services.model.vocabulary. The window
+-- is read twice rather than materialized: a materialized CTE of a wide window spills to disk.
+WITH in_window AS NOT MATERIALIZED (
+    SELECT status, duration_seconds FROM job_executions
+    WHERE started_at >= now() - make_interval(secs => %(days)s::double precision * 86400)
+      AND (%(schedule_id)s::uuid IS NULL OR schedule_id = %(schedule_id)s::uuid)
+), runs AS (
+    SELECT status, duration_seconds FROM in_window
+    WHERE status = ANY (%(run_statuses)s::text[])
+)
+SELECT (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb)
+        FROM (SELECT status, count(*) AS n FROM in_window GROUP BY status) AS seen) AS by_status,
+       count(*) AS total_executions,
+       count(*) FILTER (WHERE status = ANY (%(successful_statuses)s::text[])) AS successful,
+       count(*) FILTER (WHERE status = ANY (%(failed_statuses)s::text[])) AS failed,
+       avg(duration_seconds) AS avg_duration,
+       min(duration_seconds) AS min_duration,
+       max(duration_seconds) AS max_duration,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) AS p50_duration,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds) AS p95_duration
+FROM runs;

@@ -1,5 +1,5 @@
 """Pure schedule maths and records: time_config parsing and validation, wall-clock rules, fire
-times, the occurrence and its records, the vocabulary (statuses, triggers).
+times, the occurrence and its records, a run's output, the vocabulary (statuses, triggers).
 
 Imports nothing of ours but `services.errors` and itself: no I/O, no clock, no APScheduler.
 """

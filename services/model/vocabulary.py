@@ -40,3 +40,21 @@ class TokenRole(StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+
+
+# What the statistics count. A run happened and has an outcome; `cancelled` counts (it ran, then
+# was stopped on request) but is neither a success nor a failure, so it lowers success_rate
+# without raising `failed`. `skipped` (never ran) and `running` (no outcome yet) are not runs.
+RUN_STATUSES = frozenset(
+    {
+        ExecutionStatus.COMPLETED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMED_OUT,
+        ExecutionStatus.ABANDONED,
+        ExecutionStatus.CANCELLED,
+    }
+)
+SUCCESSFUL_STATUSES = frozenset({ExecutionStatus.COMPLETED})
+FAILED_STATUSES = frozenset(
+    {ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ABANDONED}
+)

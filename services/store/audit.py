@@ -6,8 +6,6 @@ made it; writers name themselves with `acting_as`, inside the transaction of the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import builtins
 import math
 from collections.abc import Iterator
@@ -21,12 +19,12 @@ from database.connection import DatabaseConnection, Session
 from database.queries import load_queries
 from services.errors import InvalidCursor, SchedulerError
 from services.model.records import AuditEntry
+from services.store.paging import MAX_PAGE, decode_cursor, encode_cursor, page_limit
 
 __all__ = ["MAX_PAGE", "SYNC_ACTOR", "AuditStore", "acting_as"]
 
 _SQL = load_queries("schedule_audit")
 log = structlog.get_logger(__name__)
-MAX_PAGE = 500
 SYNC_ACTOR = "sync"
 
 
@@ -42,19 +40,11 @@ def acting_as(db: DatabaseConnection, actor: str | None) -> Iterator[Session]:
         yield tx
 
 
-def encode_cursor(audit_id: int) -> str:
-    return base64.urlsafe_b64encode(str(audit_id).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        value = int(text)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor(cursor) from None
-    if value < 1 or not text.isdigit():
+def _before_id(cursor: str) -> int:
+    (audit_id,) = decode_cursor(cursor, (int,))
+    if audit_id < 1:
         raise InvalidCursor(cursor)
-    return value
+    return int(audit_id)
 
 
 class AuditStore:
@@ -71,20 +61,19 @@ class AuditStore:
     ) -> tuple[builtins.list[AuditEntry], str | None]:
         """A page of audit rows, newest first, and the cursor of the next page (None: the last).
         Keyset paging by audit_id: rows written meanwhile never shift a page."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise SchedulerError(f"limit must be an integer 1-{MAX_PAGE}, got {limit!r}")
+        limit = page_limit(limit)
         rows = self.db.fetch_all(
             _SQL["list_audit"],
             {
                 "schedule_id": schedule_id,
                 "actor": actor,
                 "since": since,
-                "before_id": None if cursor is None else decode_cursor(cursor),
+                "before_id": None if cursor is None else _before_id(cursor),
                 "limit": limit + 1,
             },
         )
         items = [AuditEntry.from_row(row) for row in rows[:limit]]
-        next_cursor = encode_cursor(items[-1].audit_id) if len(rows) > limit else None
+        next_cursor = encode_cursor([items[-1].audit_id]) if len(rows) > limit else None
         return items, next_cursor
 
     def prune(self, days: float, *, batch_size: int = 5000) -> int:

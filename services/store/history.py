@@ -1,4 +1,5 @@
-"""Reading and pruning `job_executions`: the seed-001 history API plus the CLI's filters.
+"""Reading and pruning `job_executions`: the seed-001 history API, the CLI's filters, and the
+management API's pages and statistics (kept in store/execution_pages.py, handed out here).
 
 Statistics count runs, not rows: `skipped` rows (an occurrence that never ran) and `running` rows
 (no outcome yet) stay out of `total_executions` and the rates, but are reported on their own.
@@ -7,6 +8,7 @@ Statistics count runs, not rows: `skipped` rows (an occurrence that never ran) a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,8 +19,15 @@ from database.connection import DatabaseConnection, get_db_connection
 from database.queries import load_queries
 from services.errors import SchedulerError
 from services.model.records import Execution
-from services.model.vocabulary import ExecutionStatus
+from services.model.vocabulary import (
+    FAILED_STATUSES,
+    RUN_STATUSES,
+    SUCCESSFUL_STATUSES,
+    ExecutionStatus,
+)
 from services.process_wide import ProcessWide
+from services.store.arguments import as_status, as_uuid
+from services.store.execution_pages import ExecutionPages
 
 __all__ = [
     "FAILED_STATUSES",
@@ -30,31 +39,16 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 _SQL = load_queries("job_history")
-
-# A run that happened and has an outcome; `cancelled` counts (it ran, then was stopped on request)
-# but is neither a success nor a failure, so it lowers success_rate without raising `failed`.
-RUN_STATUSES = frozenset(
-    {
-        ExecutionStatus.COMPLETED,
-        ExecutionStatus.FAILED,
-        ExecutionStatus.TIMED_OUT,
-        ExecutionStatus.ABANDONED,
-        ExecutionStatus.CANCELLED,
-    }
+# get_execution_statistics' keys as seed 001 documents them.
+SEED_STATISTICS = (
+    "total_executions",
+    "successful",
+    "failed",
+    "success_rate",
+    "avg_duration",
+    "min_duration",
+    "max_duration",
 )
-SUCCESSFUL_STATUSES = frozenset({ExecutionStatus.COMPLETED})
-FAILED_STATUSES = frozenset(
-    {ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.ABANDONED}
-)
-
-
-def _uuid(value: UUID | str, what: str) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise SchedulerError(f"{what} {value!r} is not a UUID") from None
 
 
 def _limit(value: int | None, *, optional: bool) -> int | None:
@@ -74,17 +68,10 @@ def _span(value: float, what: str) -> float:
     return float(value)
 
 
-def _status(value: str) -> str:
-    try:
-        return ExecutionStatus(value).value
-    except ValueError:
-        allowed = ", ".join(s.value for s in ExecutionStatus)
-        raise SchedulerError(f"status {value!r} is not one of: {allowed}") from None
-
-
 class JobHistory:
     def __init__(self, db: DatabaseConnection) -> None:
         self.db = db
+        self._pages = ExecutionPages(db)
 
     def _executions(self, query: str, params: dict[str, Any] | None = None) -> list[Execution]:
         return [Execution.from_row(row) for row in self.db.fetch_all(query, params)]
@@ -101,7 +88,7 @@ class JobHistory:
     ) -> list[Execution]:
         """One schedule's runs, newest first; `limit=None` means all."""
         params = {
-            "schedule_id": _uuid(schedule_id, "schedule id"),
+            "schedule_id": as_uuid(schedule_id, "schedule id"),
             "limit": _limit(limit, optional=True),
         }
         return self._executions(_SQL["executions_by_schedule"], params)
@@ -116,8 +103,8 @@ class JobHistory:
     ) -> list[Execution]:
         """Runs matching every filter given (the CLI's `history`), newest first."""
         params = {
-            "schedule_id": None if schedule_id is None else _uuid(schedule_id, "schedule id"),
-            "status": None if status is None else _status(status),
+            "schedule_id": None if schedule_id is None else as_uuid(schedule_id, "schedule id"),
+            "status": None if status is None else as_status(status),
             "hours": None if hours is None else _span(hours, "hours"),
             "limit": _limit(limit, optional=False),
         }
@@ -125,7 +112,7 @@ class JobHistory:
 
     def get_execution(self, execution_id: UUID | str) -> Execution | None:
         row = self.db.fetch_one(
-            _SQL["get_execution"], {"execution_id": _uuid(execution_id, "execution id")}
+            _SQL["get_execution"], {"execution_id": as_uuid(execution_id, "execution id")}
         )
         return None if row is None else Execution.from_row(row)
 
@@ -145,39 +132,56 @@ class JobHistory:
         - avg/min/max_duration: seconds over those runs' recorded durations; None when none.
         - extra keys: cancelled, skipped, running, by_status (every status, zeros included).
         """
-        params = {
-            "days": _span(days, "days"),
-            "schedule_id": None if schedule_id is None else _uuid(schedule_id, "schedule id"),
-        }
-        rows = self.db.fetch_all(_SQL["status_totals"], params)
-        by_status = {status.value: 0 for status in ExecutionStatus}
-        timed_runs = 0
-        total_duration = 0.0
-        minimum: float | None = None
-        maximum: float | None = None
-        for row in rows:
-            by_status[row["status"]] = row["runs"]
-            if row["status"] not in RUN_STATUSES or not row["timed_runs"]:
-                continue
-            timed_runs += row["timed_runs"]
-            total_duration += row["total_duration"]
-            minimum = row["min_duration"] if minimum is None else min(minimum, row["min_duration"])
-            maximum = row["max_duration"] if maximum is None else max(maximum, row["max_duration"])
-        total = sum(by_status[s] for s in RUN_STATUSES)
-        successful = sum(by_status[s] for s in SUCCESSFUL_STATUSES)
+        sid = None if schedule_id is None else as_uuid(schedule_id, "schedule id")
+        # The same statement as execution_stats, so the two never differ in meaning.
+        stats = self._pages.totals(_span(days, "days"), sid)
+        seen = stats["by_status"]
+        by_status = {status.value: seen.get(status.value, 0) for status in ExecutionStatus}
         return {
-            "total_executions": total,
-            "successful": successful,
-            "failed": sum(by_status[s] for s in FAILED_STATUSES),
-            "success_rate": round(100.0 * successful / total, 2) if total else 0.0,
-            "avg_duration": total_duration / timed_runs if timed_runs else None,
-            "min_duration": minimum,
-            "max_duration": maximum,
+            **{key: stats[key] for key in SEED_STATISTICS},
             "cancelled": by_status[ExecutionStatus.CANCELLED],
             "skipped": by_status[ExecutionStatus.SKIPPED],
             "running": by_status[ExecutionStatus.RUNNING],
             "by_status": by_status,
         }
+
+    def page_executions(
+        self,
+        *,
+        schedule_id: UUID | None = None,
+        statuses: Sequence[str] | None = None,
+        trigger: str | None = None,
+        instance_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Execution], str | None]:
+        """A page of runs matching every filter given, newest first, and the cursor of the
+        next page (None: the last). Keyset paging on (started_at, execution_id): rows inserted
+        or deleted meanwhile never shift or repeat a row of a later page. `statuses`: any of
+        them; `since` inclusive, `until` exclusive (on started_at, timezone-aware); `limit`
+        1-500. SchedulerError for a bad argument, InvalidCursor for a cursor not handed out."""
+        return self._pages.page(
+            schedule_id=schedule_id,
+            statuses=statuses,
+            trigger=trigger,
+            instance_id=instance_id,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def execution_stats(
+        self, *, days: float = 7, schedule_id: UUID | None = None
+    ) -> dict[str, Any]:
+        """The runs started within the last `days` (finite, > 0), all or one schedule's: the
+        seven keys of get_execution_statistics (same meaning), `p50_duration` and
+        `p95_duration` (seconds, percentile_cont over the runs with a duration; None without
+        one) and `by_status` (count of every status seen in the window, skipped and running
+        included)."""
+        return self._pages.stats(days=days, schedule_id=schedule_id)
 
     def cleanup_old_executions(self, days: float = 90, *, batch_size: int = 5000) -> int:
         """Delete finished runs that started (and ended) more than `days` ago; return the count.

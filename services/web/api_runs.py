@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from services.errors import ExecutionNotFound
-from services.model.run_output import output_tail
 from services.model.records import Execution
+from services.model.run_output import output_tail
 from services.web.auth import Reader, Writer
 from services.web.context import ApiContext, api_context
 from services.web.problems import Problem, problem_responses

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
 
-from services.errors import ScheduleNotFound, StaleSchedule
+from services.errors import BulkInvalid, ScheduleNotFound, StaleSchedule
 from services.model.catalog import Catalog
 from services.model.fire_times import fire_times
 from services.model.records import Schedule
@@ -119,12 +119,15 @@ def list_schedules(
 def create_schedule(
     context: Context, caller: Writer, body: ScheduleIn, response: Response
 ) -> dict[str, Any]:
-    (schedule_id,) = context.schedules.create_many(
-        [body.model_dump(exclude_none=True)],
-        actor=caller.actor,
-        created_by=caller.actor,
-        max_per_creator=context.max_schedules_per_creator,
-    )
+    try:
+        (schedule_id,) = context.schedules.create_many(
+            [body.model_dump(exclude_none=True)],
+            actor=caller.actor,
+            created_by=caller.actor,
+            max_per_creator=context.max_schedules_per_creator,
+        )
+    except BulkInvalid as exc:  # one item: its own reason, word for word, fields unprefixed
+        raise exc.problems[0][1] from None
     schedule = context.schedules.require_schedule(schedule_id)
     response.headers["Location"] = f"{router.prefix}/{schedule_id}"
     return detail(context, schedule, response)

@@ -26,8 +26,14 @@ WHERE schedule_id = %(schedule_id)s
 RETURNING *;
 
 -- name: set_enabled
--- Enable or disable one schedule.
-UPDATE schedules SET enabled = %(enabled)s WHERE schedule_id = %(schedule_id)s RETURNING *;
+-- Enable or disable one schedule; enabling also ends a pause (its note no longer applies).
+UPDATE schedules
+SET enabled = %(enabled)s,
+    paused_note = CASE WHEN %(enabled)s THEN NULL ELSE paused_note END,
+    paused_by = CASE WHEN %(enabled)s THEN NULL ELSE paused_by END,
+    paused_at = CASE WHEN %(enabled)s THEN NULL ELSE paused_at END
+WHERE schedule_id = %(schedule_id)s
+RETURNING *;
 
 -- name: pause_schedule
 -- Pause one schedule: disabled (audited, as the enabled change it is), with why, who and when

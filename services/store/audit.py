@@ -71,6 +71,7 @@ class AuditStore:
                 "before_id": None if cursor is None else _before_id(cursor),
                 "limit": limit + 1,
             },
+            prepare=False,  # optional filters: a generic plan could not use the schedule index
         )
         items = [AuditEntry.from_row(row) for row in rows[:limit]]
         next_cursor = encode_cursor([items[-1].audit_id]) if len(rows) > limit else None

@@ -7,11 +7,8 @@ its place, whichever page it falls on.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,14 +16,14 @@ from database.connection import DatabaseConnection
 from database.queries import load_queries
 from services.errors import InvalidCursor, SchedulerError
 from services.model.records import Schedule
+from services.store.paging import MAX_PAGE, decode_cursor, encode_cursor, page_limit
 
 __all__ = ["MAX_PAGE", "SORTS", "ScheduleFilter", "page_schedules"]
 
 _SQL = load_queries("schedules")
-MAX_PAGE = 500
 SORTS = ("created_at", "next_run", "domain")
 _NIL = UUID(int=0)
-_NO_NEXT_RUN = "infinity"  # where rows without a next_run sort (the query's coalesce)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,31 +50,42 @@ class ScheduleFilter:
         }
 
 
-def _sort_key(schedule: Schedule, sort: str) -> str:
+# Each sort's cursor fields: the sort's name (a cursor of one order is refused by another), its
+# key, schedule_id. A row without next_run sorts last: (1, epoch) stands for "infinity".
+_CURSOR_KINDS: dict[str, tuple[type, ...]] = {
+    "created_at": (str, datetime, UUID),
+    "domain": (str, str, UUID),
+    "next_run": (str, int, datetime, UUID),
+}
+
+
+def _cursor_of(sort: str, schedule: Schedule) -> str:
     if sort == "domain":
-        return schedule.domain
-    moment = schedule.created_at if sort == "created_at" else schedule.next_run
-    return _NO_NEXT_RUN if moment is None else moment.isoformat()
+        return encode_cursor([sort, schedule.domain, schedule.schedule_id])
+    if sort == "created_at":
+        assert schedule.created_at is not None  # NOT NULL DEFAULT now()
+        return encode_cursor([sort, schedule.created_at, schedule.schedule_id])
+    moment = schedule.next_run
+    return encode_cursor([sort, int(moment is None), moment or _EPOCH, schedule.schedule_id])
 
 
-def encode_cursor(sort: str, schedule: Schedule) -> str:
-    text = json.dumps([sort, _sort_key(schedule, sort), str(schedule.schedule_id)])
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, sort: str) -> tuple[str, UUID]:
-    """(sort key, schedule_id) after which the page starts; InvalidCursor for anything this
-    module did not write, or wrote for another sort order."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        cursor_sort, key, schedule_id = json.loads(raw)
-        if cursor_sort != sort or not isinstance(key, str):
-            raise ValueError(sort)
-        if sort != "domain" and key != _NO_NEXT_RUN:
-            datetime.fromisoformat(key)
-        return key, UUID(schedule_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, AttributeError):
-        raise InvalidCursor(cursor) from None
+def _after(sort: str, cursor: str | None) -> dict[str, Any]:
+    """The query's lower bound: below every row for the first page, else the cursor's row."""
+    if cursor is None:
+        key: dict[str, Any] = (
+            {"after_text": ""} if sort == "domain" else {"after_time": "-infinity"}
+        )
+        return {**key, "after_id": _NIL}
+    values = decode_cursor(cursor, _CURSOR_KINDS[sort])
+    if values[0] != sort:
+        raise InvalidCursor(cursor)
+    if sort == "domain":
+        return {"after_text": values[1], "after_id": values[2]}
+    if sort == "created_at":
+        return {"after_time": values[1], "after_id": values[2]}
+    if values[1] not in (0, 1):
+        raise InvalidCursor(cursor)
+    return {"after_time": "infinity" if values[1] else values[2], "after_id": values[3]}
 
 
 def page_schedules(
@@ -91,15 +99,9 @@ def page_schedules(
     """One page of schedules and the cursor of the next (None: this is the last page)."""
     if sort not in SORTS:
         raise SchedulerError(f"sort must be one of: {', '.join(SORTS)}, got {sort!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise SchedulerError(f"limit must be an integer 1-{MAX_PAGE}, got {limit!r}")
-    key, after_id = ("", _NIL) if cursor is None else decode_cursor(cursor, sort)
-    params = {**where.params(), "after_id": after_id, "limit": limit + 1}
-    if sort == "domain":
-        params["after_text"] = key
-    else:
-        params["after_time"] = key or "-infinity"
-    rows = db.fetch_all(_SQL[f"page_schedules_by_{sort}"], params)
+    params = {**where.params(), **_after(sort, cursor), "limit": page_limit(limit) + 1}
+    # Not prepared: a generic plan could not use the filters that are NULL (not given).
+    rows = db.fetch_all(_SQL[f"page_schedules_by_{sort}"], params, prepare=False)
     items = [Schedule.from_row(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(sort, items[-1]) if len(rows) > limit else None
+    next_cursor = _cursor_of(sort, items[-1]) if len(rows) > limit else None
     return items, next_cursor

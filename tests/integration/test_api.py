@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from database.connection import DatabaseConnection
+from services.store.schedules import ScheduleRepository
 from tests.support.api import ServeProcess, client, make_token, schedule_body, serving
 from tests.support.schedules import query
 
@@ -348,6 +349,10 @@ def test_pause_with_a_note_and_resume_one_schedule(api: Api) -> None:
         resumed = http.post(f"/api/v1/schedules/{schedule_id}/resume").json()
         assert resumed["enabled"] is True and resumed["paused_note"] is None
         assert_problem(http.post(f"/api/v1/schedules/{uuid.uuid4()}/pause", json={}), 404)
+        http.post(f"/api/v1/schedules/{schedule_id}/pause", json={"note": "again"})
+    # `enable` (CLI, seed-001 API) ends a pause as resume does: the note no longer applies.
+    enabled = ScheduleRepository(api.db).enable_schedule(schedule_id)
+    assert (enabled.enabled, enabled.paused_note, enabled.paused_at) == (True, None, None)
 
 
 def test_audit_names_the_api_caller_and_filters(api: Api) -> None:

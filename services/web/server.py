@@ -9,6 +9,7 @@ own SIGTERM handling stays in charge.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -49,6 +50,8 @@ class WebServer:
             server_header=False,
         )
         self._server = uvicorn.Server(self._config)
+        # uvicorn's own start/stop lines say what http.listening already says; keep its warnings.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from services.cli import migrate, pause, runs, schedules, serve, sync, tokens
+from services.cli import audit, migrate, pause, runs, schedules, serve, sync, tokens
 from services.cli.common import EXIT_OK, fail
 from services.errors import ConfigurationError, SchedulerError
 
@@ -71,6 +71,7 @@ def build_parser(daemon: Daemon) -> argparse.ArgumentParser:
     pause.register(subparsers)
     runs.register(subparsers, trigger_locally=daemon.trigger_locally)
     tokens.register(subparsers)
+    audit.register(subparsers)
     serve.register(subparsers)
     for name, help_text, example, module in COMMANDS:
         sub = subparsers.add_parser(name, help=help_text, epilog=f"example: python {example}")

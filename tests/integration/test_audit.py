@@ -247,6 +247,14 @@ def test_cli_writes_are_audited_as_the_os_user(env: dict[str, str], database_url
         ("delete", actor),
     ]
     assert [r["changed_fields"] for r in trail[1:4]] == [["tags"], ["enabled"], ["enabled"]]
+    # `audit --schedule` shows the same trail, newest first (it outlives the deleted row).
+    shown = cli_json(env, "audit", "--schedule", sid)
+    assert [(e["action"], e["actor"]) for e in shown] == [(r["action"], r["actor"]) for r in trail][
+        ::-1
+    ]
+    assert shown[0]["before"]["tags"] == ["weekly"] and shown[0]["after"] is None
+    assert len(cli_json(env, "audit", "--actor", actor, "--hours", "1", "--limit", "2")) == 2
+    assert cli_json(env, "audit", "--actor", "sync") == []
 
 
 def test_cli_refuses_a_bad_tag_as_a_usage_error(env: dict[str, str]) -> None:

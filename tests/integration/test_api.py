@@ -8,14 +8,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
 
 from database.connection import DatabaseConnection
 from services.store.schedules import ScheduleRepository
-from tests.support.api import ServeProcess, client, make_token, schedule_body, serving
+from tests.support.api import client, make_token, schedule_body, serving
+from tests.support.daemon import DaemonProcess
+from tests.support.redis_server import free_port
 from tests.support.schedules import query
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,24 +49,53 @@ CONTRACT_PATHS = {
 OPS_PATHS = ("/health", "/live", "/ready", "/status", "/metrics", "/health/detailed")
 
 
+class Server(Protocol):
+    url: str
+
+    def log(self) -> str: ...
+
+
+@dataclass
+class DaemonServer:
+    """A daemon's HTTP port, seen as the API tests see `serve`."""
+
+    daemon: DaemonProcess
+    url: str
+
+    def log(self) -> str:
+        return self.daemon.log_path.read_text(errors="replace")
+
+
 @dataclass
 class Api:
-    server: ServeProcess
+    server: Server
     tokens: dict[str, str]
     db: DatabaseConnection
     database_url: str
+    mode: str  # "serve" (no daemon live) or "daemon" (the daemon serves the API itself)
 
     def as_(self, role: str | None) -> httpx.Client:
         return client(self.server.url, None if role is None else self.tokens[role])
 
 
-@pytest.fixture
+@pytest.fixture(params=["serve", "daemon"])
 def api(
-    env: dict[str, str], db: DatabaseConnection, database_url: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    env: dict[str, str],
+    db: DatabaseConnection,
+    database_url: str,
+    tmp_path: Path,
 ) -> Iterator[Api]:
+    """The API of `scheduler.py serve`, or of a running daemon: every test runs against both."""
     tokens = {role: make_token(db, f"t-{role}", role) for role in ("read", "write", "admin")}
-    with serving(env, tmp_path / "serve.log") as server:
-        yield Api(server, tokens, db, database_url)
+    if request.param == "serve":
+        with serving(env, tmp_path / "serve.log") as server:
+            yield Api(server, tokens, db, database_url, "serve")
+        return
+    port = free_port()
+    daemon_env = {**env, "HTTP_PORT": str(port), "INSTANCE_ID": "api-test-daemon"}
+    with DaemonProcess(daemon_env, tmp_path / "daemon.log", instance_id="api-test-daemon") as d:
+        yield Api(DaemonServer(d, f"http://127.0.0.1:{port}"), tokens, db, database_url, "daemon")
 
 
 def create(api: Api, **overrides: Any) -> httpx.Response:
@@ -319,12 +350,13 @@ def test_bulk_create_is_all_or_nothing_and_bulk_operations_change_one_transactio
         )
         assert resumed.json() == {"matched": 2, "changed": 2}
         assert http.get(f"/api/v1/schedules/{ids[0]}").json()["paused_note"] is None
-        assert_problem(
-            http.post(
-                "/api/v1/schedules/bulk/operation", json={"operation": "trigger", "tag": "batch"}
-            ),
-            409,
+        triggered = http.post(
+            "/api/v1/schedules/bulk/operation", json={"operation": "trigger", "tag": "batch"}
         )
+        if api.mode == "serve":  # nothing live to run them
+            assert_problem(triggered, 409)
+        else:
+            assert triggered.json() == {"matched": 5, "changed": 5}
         assert_problem(
             http.post(
                 "/api/v1/schedules/bulk/operation", json={"operation": "explode", "tag": "batch"}
@@ -465,7 +497,11 @@ def test_executions_pages_filters_one_run_and_stats(api: Api) -> None:
         assert_problem(http.get(f"/api/v1/executions/{uuid.uuid4()}"), 404)
     with api.as_("write") as http:
         assert_problem(http.post(f"/api/v1/executions/{rows[0]}/cancel"), 409)
-        assert_problem(http.post(f"/api/v1/schedules/{schedule_id}/trigger"), 409)  # no daemon
+        trigger = http.post(f"/api/v1/schedules/{schedule_id}/trigger")
+        if api.mode == "serve":  # no daemon is live
+            assert_problem(trigger, 409)
+        else:
+            assert trigger.status_code == 202 and trigger.json()["request_id"]
 
 
 def test_scheduler_pause_is_kept_in_postgresql(api: Api) -> None:
@@ -474,5 +510,7 @@ def test_scheduler_pause_is_kept_in_postgresql(api: Api) -> None:
         paused = http.post("/api/v1/scheduler/pause", json={"note": "db upgrade"}).json()
         assert paused["paused"] is True and paused["note"] == "db upgrade"
         status = http.get("/api/v1/scheduler/status").json()
-        assert status["paused"]["paused"] is True and status["instances"] == []
+        assert status["paused"]["paused"] is True
+        live = [i["instance_id"] for i in status["instances"]]
+        assert live == ([] if api.mode == "serve" else ["api-test-daemon"])
         assert http.post("/api/v1/scheduler/resume").json()["paused"] is False

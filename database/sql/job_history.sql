@@ -92,3 +92,12 @@ SELECT (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb)
        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) AS p50_duration,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds) AS p95_duration
 FROM runs;
+
+-- name: daily_outcomes
+-- One schedule's runs per UTC day and status over the last `days` days (the dashboard's
+-- calendar of outcomes); index job_executions_schedule_started_idx.
+SELECT (started_at AT TIME ZONE 'UTC')::date AS day, status, count(*) AS runs
+FROM job_executions
+WHERE schedule_id = %(schedule_id)s AND started_at >= now() - make_interval(days => %(days)s)
+GROUP BY 1, 2
+ORDER BY 1, 2;

@@ -290,3 +290,11 @@ RETURNING schedule_id;
 -- name: delete_many
 -- Delete the schedules among the ids (their history stays); returns those deleted.
 DELETE FROM schedules WHERE schedule_id = ANY(%(ids)s::uuid[]) RETURNING schedule_id;
+
+-- name: failing_schedules
+-- Schedules whose latest outcome is a failure or that the daemon marked invalid, most recent
+-- first (the dashboard's overview). last_status has no index (bookkeeping stays HOT): a scan.
+SELECT * FROM schedules
+WHERE last_status IN ('failed', 'timed_out', 'abandoned', 'invalid')
+ORDER BY last_run DESC NULLS LAST, schedule_id
+LIMIT %(limit)s;

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -182,6 +182,13 @@ class JobHistory:
         one) and `by_status` (count of every status seen in the window, skipped and running
         included)."""
         return self._pages.stats(days=days, schedule_id=schedule_id)
+
+    def daily_outcomes(self, schedule_id: UUID, days: int = 35) -> list[tuple[date, str, int]]:
+        """(UTC day, status, runs) of one schedule over the last `days` days, oldest first."""
+        rows = self.db.fetch_all(
+            _SQL["daily_outcomes"], {"schedule_id": schedule_id, "days": int(days)}
+        )
+        return [(row["day"], row["status"], int(row["runs"])) for row in rows]
 
     def cleanup_old_executions(self, days: float = 90, *, batch_size: int = 5000) -> int:
         """Delete finished runs that started (and ended) more than `days` ago; return the count.

@@ -235,6 +235,11 @@ class ScheduleRepository:
         rows = self.db.fetch_all(_SQL["next_due"], {"limit": limit})
         return [Schedule.from_row(row) for row in rows]
 
+    def failing(self, limit: int = 20) -> list[Schedule]:
+        """Schedules whose last outcome failed (or that are invalid), most recent first."""
+        rows = self.db.fetch_all(_SQL["failing_schedules"], {"limit": limit})
+        return [Schedule.from_row(row) for row in rows]
+
     def list_invalid(self) -> list[Schedule]:
         return [Schedule.from_row(row) for row in self.db.fetch_all(_SQL["list_invalid"])]
 

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from services.clock import Clock
 from services.web import api_admin, api_runs, api_schedules
 from services.web.context import ApiContext
+from services.web.dashboard.assembly import install_dashboard
 from services.web.docs_page import render_docs
 from services.web.ops_routes import ops_router
 from services.web.problems import install_problem_handlers
@@ -42,6 +43,7 @@ def build_app(ops: OpsView, readiness: Readiness, api: ApiContext | None, clock:
         app.include_router(api_admin.scheduler)
         app.include_router(api_admin.audit)
         app.include_router(api_admin.tokens)
+        install_dashboard(app)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -15,6 +15,7 @@ from services.store.run_requests import RunRequestStore
 from services.store.scheduler_state import SchedulerStateStore
 from services.store.schedules import ScheduleRepository
 from services.store.tokens import TokenStore
+from services.store.web_sessions import WebSessionStore
 from services.web.app import build_app
 from services.web.context import ApiContext
 from services.web.readiness import READY_CHECK_TIMEOUT, OpsView, Readiness
@@ -46,6 +47,7 @@ def api_context(
         tokens=TokenStore(db),
         audit=AuditStore(db),
         scheduler_state=SchedulerStateStore(db),
+        sessions=WebSessionStore(db),
         live_instances=live_instances,
         clock=clock,
         max_schedules_per_creator=settings.max_schedules_per_creator,

@@ -19,6 +19,7 @@ from services.store.run_requests import RunRequestStore
 from services.store.scheduler_state import SchedulerStateStore
 from services.store.schedules import ScheduleRepository
 from services.store.tokens import TokenStore
+from services.store.web_sessions import WebSessionStore
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ApiContext:
     tokens: TokenStore
     audit: AuditStore
     scheduler_state: SchedulerStateStore
+    sessions: WebSessionStore
     live_instances: Callable[[], list[dict[str, Any]]]  # from the heartbeats in Redis
     clock: Clock
     max_schedules_per_creator: int = 0  # 0: no limit

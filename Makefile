@@ -27,6 +27,7 @@ db: venv services
 	$(PY) -m database.bootstrap
 
 run: db
+	$(PY) scheduler.py token ensure-local
 	$(PY) scheduler.py run
 
 migrate: venv

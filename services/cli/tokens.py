@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from services.cli.common import EXIT_OK, EXIT_USAGE, fail, print_json, print_table
+from services.cli import local_token
 from services.cli.context import tokens
 from services.errors import InvalidTokenRequest, TokenNotFound
 from services.model.vocabulary import TokenRole
@@ -46,6 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_revoke)
+
+    local_token.add_arguments(actions)
 
 
 def cmd_create(args: argparse.Namespace) -> int:

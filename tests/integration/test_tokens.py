@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import stat
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +95,26 @@ def test_cli_token_commands(env: dict[str, str], database_url: str) -> None:
     assert unknown.returncode == 1 and "no token named 'nobody'" in unknown.stderr
     (row,) = query(database_url, "SELECT revoked_at FROM api_tokens WHERE name = 'ops'")
     assert row["revoked_at"] is not None
+
+
+def test_ensure_local_keeps_one_private_admin_token_and_prints_the_login_url(
+    env: dict[str, str], db: DatabaseConnection, tmp_path: Path
+) -> None:
+    path = tmp_path / "local" / "admin-token"
+    env = {**env, "HTTP_PORT": "8123"}
+    first = cli(env, "token", "ensure-local", "--file", str(path))
+    assert first.returncode == 0, first.stderr
+    assert "http://127.0.0.1:8123/login" in first.stdout
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    token = path.read_text().strip()
+    assert token not in first.stdout + first.stderr
+    found = TokenStore(db).authenticate(token)
+    assert found is not None and found.role == "admin"
+
+    again = cli(env, "token", "ensure-local", "--file", str(path))
+    assert again.returncode == 0 and path.read_text().strip() == token  # reused
+
+    TokenStore(db).revoke(found.name)
+    renewed = cli(env, "token", "ensure-local", "--file", str(path))
+    assert renewed.returncode == 0 and path.read_text().strip() != token
+    assert TokenStore(db).authenticate(path.read_text().strip()) is not None

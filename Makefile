@@ -1,16 +1,17 @@
 # Enhanced Scheduler — `make run` starts the daemon, `make test` runs the whole suite.
-# Both set up everything first: virtualenv, pinned dependencies, services, database, migrations.
+# Both set up everything first: virtualenv, pinned dependencies, services, database, migrations;
+# `make test` also Debian's Chromium for the browser tests (deploy/local/ensure-browser.sh).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-faults lint format typecheck bench migrate \
-        services db demo clean help
+.PHONY: run test test-unit test-integration test-browser test-faults lint format typecheck bench \
+        migrate services browser db demo clean help
 
 help:
-	@echo "make run | test | test-unit | test-integration | test-faults | lint | format | typecheck | bench | migrate | demo | clean"
+	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | migrate | demo | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ venv: $(STAMP)
 services:
 	@deploy/local/ensure-services.sh
 
+browser:
+	@deploy/local/ensure-browser.sh
+
 db: venv services
 	$(PY) -m database.bootstrap
 
@@ -33,7 +37,7 @@ run: db
 migrate: venv
 	$(PY) run_migrations.py
 
-test: venv services
+test: venv services browser
 	$(PY) -m pytest tests --ignore=tests/faults
 
 test-faults: venv services
@@ -44,6 +48,9 @@ test-unit: venv
 
 test-integration: venv services
 	$(PY) -m pytest tests/integration
+
+test-browser: venv services browser
+	$(PY) -m pytest tests/browser
 
 lint: venv
 	$(VENV)/bin/ruff check .

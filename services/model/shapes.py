@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.model.cron_syntax import read_cron
 from services.model.wallclock import (
     SECOND,
-    CronRule,
     DailyRule,
     HourlyRule,
     MonthlyRule,
     WallRule,
     WeeklyRule,
-    cron_problem,
     resolve_wall,
 )
 
@@ -117,14 +116,11 @@ def _cron(r: Reader) -> Shape | None:
     if not isinstance(expression, str):
         r.problems.append(f"time_config.expression must be a string, got {got(expression)}")
         return None
-    problem = cron_problem(expression)
-    if problem is not None:
-        r.problems.append(problem)
+    rule = read_cron(expression)  # a HashedCron (H) is bound to its schedule by model.spec
+    if isinstance(rule, str):
+        r.problems.append(rule)
         return None
-    fields = expression.split()
-    # The hour field is the second of five, or the third when seconds come first.
-    hour_field = fields[len(fields) - 4]
-    return Shape(rule=CronRule(" ".join(fields), len(fields) == 6, hour_field.startswith("*")))
+    return Shape(rule=rule)
 
 
 def _interval(r: Reader) -> Shape | None:

@@ -2,7 +2,8 @@
 
 Shapes (contract, DESIGN.md "frequency and time_config"); keys outside them are errors:
 
-    cron      {"expression": "0 9 * * 1-5"}  5 fields, or 6 with seconds first (Quartz, Spring)
+    cron      {"expression": "0 9 * * 1-5"}  5 fields, 6 with seconds first (Quartz, Spring), 7
+              with a year last, or a macro (@daily); H, LW, L-n, nL and more: `model.cron_syntax`
     interval  {"seconds": N, "minutes": N, "hours": N}  at least one; summed; the sum must be > 0
     once      {"run_at": ISO 8601}  a naive time is a wall time in the schedule's zone
     hourly    {"minute": M}  minute defaults to 0
@@ -17,7 +18,11 @@ are JSON integers (true is not 1, 2.0 is not 2). Naive dates are wall times in t
 end_date down to whole seconds, so no fire time oversteps them. The interval anchor is start_date,
 else created_at truncated to whole seconds; without either (validation only) it is None, which
 `model.fire_times` reads as the Unix epoch. Limits: jitter <= 86400 s, max_retries <= 100, an
-interval <= 10 years; cron searches give up after 50 years without a match (`model.wallclock`).
+interval <= 10 years; cron searches give up after 50 years without a match (`model.cron_rule`).
+
+Rows that share a configuration text share one parse (`_read_cached`); each row then gets its own
+id and anchor, and a cron with H its own draw (`_with_identity`), so two rows with the text
+`H 2 * * *` fire at their own minutes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.errors import InvalidScheduleError
+from services.model.cron_rule import HashedCron
 from services.model.shapes import SHAPES, Reader, got, round_up
 from services.model.wallclock import (
     WallRule,
@@ -72,7 +78,7 @@ class ScheduleSpec:
     misfire_grace_time: float | None = None  # None = the daemon's default
     schedule_id: str = ""  # seeds the deterministic jitter
     anchor: datetime | None = None  # interval phase: start_date, else created_at
-    rule: WallRule | None = None  # cron, hourly, daily, weekly, monthly
+    rule: WallRule | None = None  # cron (a HashedCron only in a shared template), hourly, ...
     period: timedelta | None = None  # interval
     run_at: datetime | None = None  # once: aware UTC, whole seconds
 
@@ -115,12 +121,10 @@ def _zone_of(config: dict[str, object], default_timezone: str, problems: list[st
 
 
 def _read(
-    frequency: object,
-    time_config: object,
-    default_timezone: str,
-    schedule_id: object,
-    created_at: datetime | None,
+    frequency: object, time_config: object, default_timezone: str
 ) -> tuple[ScheduleSpec | None, list[str]]:
+    """The spec shared by every row with this configuration (no id, anchor = start_date), or
+    every problem."""
     problems: list[str] = []
     name = _frequency_name(frequency, problems)
     if not isinstance(time_config, dict):
@@ -161,9 +165,6 @@ def _read(
         start = round_up(start)
     if end is not None:
         end = end.replace(microsecond=0)
-    if created_at is not None and created_at.tzinfo is None:
-        created_at = created_at.replace(tzinfo=UTC)  # timestamptz columns are UTC
-    anchor = start or (created_at.astimezone(UTC).replace(microsecond=0) if created_at else None)
     spec = ScheduleSpec(
         frequency=name,
         timezone=zone,
@@ -173,8 +174,7 @@ def _read(
         timeout_seconds=timeout,
         max_retries=max_retries,
         misfire_grace_time=grace,
-        schedule_id="" if schedule_id is None else str(schedule_id),
-        anchor=anchor,
+        anchor=start,
         rule=shape.rule,
         period=shape.period,
         run_at=shape.run_at,
@@ -195,33 +195,33 @@ def parse_schedule(
     `config_json`: time_config's stored text, when known (saves encoding it for the cache)."""
     key = _cache_key(frequency, time_config, config_json)
     if key is None:
-        spec, problems = _read(frequency, time_config, default_timezone, schedule_id, created_at)
+        template, problems = _read(frequency, time_config, default_timezone)
     else:
         # Many rows share a configuration (every "daily at 02:00"): parse each one once and
         # give each row its own id and phase anchor.
         template, cached_problems = _read_cached(key[0], key[1], default_timezone)
         problems = list(cached_problems)
-        spec = None
-        if template is not None:
-            spec = _with_identity(
-                template,
-                "" if schedule_id is None else str(schedule_id),
-                template.start_date or _anchor_of(created_at),
-            )
-    if spec is None:
+    if template is None:
         raise InvalidScheduleError("; ".join(problems))
-    return spec
+    return _with_identity(
+        template,
+        "" if schedule_id is None else str(schedule_id),
+        template.start_date or _anchor_of(created_at),
+    )
 
 
 def _with_identity(
     template: ScheduleSpec, schedule_id: str, anchor: datetime | None
 ) -> ScheduleSpec:
-    """A copy of a cached spec with one row's id and anchor (dataclasses.replace re-runs
-    __init__ and costs several times more, which shows at 100,000 rows)."""
+    """A copy of a shared spec with one row's id and anchor, and a cron's H drawn for that id
+    (dataclasses.replace re-runs __init__ and costs several times more, which shows at 100,000
+    rows)."""
     spec = object.__new__(ScheduleSpec)
     spec.__dict__.update(template.__dict__)
     object.__setattr__(spec, "schedule_id", schedule_id)
     object.__setattr__(spec, "anchor", anchor)
+    if isinstance(template.rule, HashedCron):
+        object.__setattr__(spec, "rule", template.rule.bind(schedule_id))
     return spec
 
 
@@ -242,7 +242,7 @@ def _cache_key(
 def _read_cached(
     frequency: str, config_json: str, default_timezone: str
 ) -> tuple[ScheduleSpec | None, tuple[str, ...]]:
-    spec, problems = _read(frequency, json.loads(config_json), default_timezone, "", None)
+    spec, problems = _read(frequency, json.loads(config_json), default_timezone)
     return spec, tuple(problems)
 
 
@@ -259,4 +259,4 @@ def validate_schedule(
     frequency: object, time_config: object, *, default_timezone: str = "UTC"
 ) -> list[str]:
     """Every problem of (frequency, time_config); [] when it is valid."""
-    return _read(frequency, time_config, default_timezone, "", None)[1]
+    return _read(frequency, time_config, default_timezone)[1]

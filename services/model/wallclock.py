@@ -5,12 +5,14 @@ naive local time strictly after `t` (second resolution). Turning a wall time int
 one of two sets of rules, because users of the two kinds of schedule mean different things:
 
 * Wall-clock rules (daily, weekly, monthly, once, start/end dates, and cron expressions whose hour
-  field is fixed, i.e. does not start with ``*``): every matching wall time fires exactly once.
+  field is fixed, i.e. neither starts with ``*`` nor is ``H/n``; `model.cron_syntax`): every
+  matching wall time fires exactly once.
   A time inside a spring-forward gap fires at the first instant after the gap (Europe/Berlin 02:30
   on the spring day fires at 03:00 CEST); a time that occurs twice in a fall-back fires once, at its
   first occurrence (fold=0). A daily job therefore fires once on every calendar day.
 * Real-instant rules (hourly, and cron expressions whose hour field starts with ``*`` such as ``*``
-  or ``*/2``, as classic Vixie cron treats them): fire at every real instant whose local time
+  or ``*/2``, as classic Vixie cron treats them, or is ``H/2``, ``*/2`` with a hashed phase,
+  ``@hourly`` included): fire at every real instant whose local time
   matches. Local times that do not exist are skipped and a repeated local time fires twice:
   Europe/Berlin hourly fires 23 times on the spring day and 25 times on the fall day;
   Australia/Lord_Howe (30-minute shift) loses ``:00-:29`` of 02:xx in spring and repeats
@@ -23,21 +25,15 @@ offset changes are at least four days apart.
 from __future__ import annotations
 
 import calendar
-import threading
 from dataclasses import dataclass
 from datetime import MAXYEAR, UTC, datetime, time, timedelta
-from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
-
-from croniter import CroniterBadDateError, croniter
 
 SECOND = timedelta(seconds=1)
 _ZERO = timedelta(0)
 _HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
-# croniter stops searching after this many years without a match, so a search can never spin.
-CRON_SEARCH_YEARS = 50
 
 
 class WallRule(Protocol):
@@ -122,117 +118,6 @@ class MonthlyRule:
                     return candidate
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         return None
-
-
-@dataclass(frozen=True)
-class CronRule:
-    expression: str  # normalised: fields joined by single spaces
-    seconds_first: bool
-    real_instants: bool
-
-    def next_local(self, after: datetime) -> datetime | None:
-        return cron_engine(self.expression, self.seconds_first).next_after(after)
-
-
-class _CronEngine:
-    """One croniter per expression, shared by every schedule that uses it.
-
-    croniter keeps its position in the object, so calls are serialised. The engine remembers its
-    last answers as intervals (lo, hi) with no match in (lo, hi) and a match at hi: a daemon asks
-    for the next match of the same expression from nearly the same time for many rows.
-    """
-
-    _MEMORY = 8
-
-    def __init__(self, expression: str, seconds_first: bool) -> None:
-        self._cron = croniter(
-            expression,
-            datetime(2000, 1, 1),
-            second_at_beginning=seconds_first,
-            max_years_between_matches=CRON_SEARCH_YEARS,
-        )
-        self._lock = threading.Lock()
-        self._known: list[tuple[datetime, datetime]] = []
-
-    def next_after(self, after: datetime) -> datetime | None:
-        with self._lock:
-            for low, high in self._known:
-                if low <= after < high:
-                    return high
-            try:
-                found: datetime = self._cron.get_next(datetime, start_time=after)
-            except CroniterBadDateError:
-                return None
-            for index, (low, high) in enumerate(self._known):
-                if high == found:
-                    self._known[index] = (min(low, after), high)
-                    return found
-            self._known.append((after, found))
-            if len(self._known) > self._MEMORY:
-                del self._known[0]
-            return found
-
-
-@lru_cache(maxsize=4096)
-def cron_engine(expression: str, seconds_first: bool) -> _CronEngine:
-    return _CronEngine(expression, seconds_first)
-
-
-_CRON_FIELDS = (
-    ("second", 0, 59),
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day-of-month", 1, 31),
-    ("month", 1, 12),
-    ("day-of-week", 0, 7),
-)
-
-
-def _numbers(field: str) -> list[int]:
-    """The plain numbers of a cron field's values and ranges (steps, names and L/# aside)."""
-    values = (item.split("/", 1)[0] for item in field.split(","))
-    return [
-        int(part)
-        for value in values
-        for part in value.split("-")
-        if part.isascii() and part.isdigit()
-    ]
-
-
-@lru_cache(maxsize=4096)
-def cron_problem(expression: str) -> str | None:
-    """What is wrong with a cron expression, or None; the search for a first match is bounded."""
-    fields = expression.split()
-    if len(fields) not in (5, 6):
-        return (
-            f"cron expression {expression!r}: expected 5 fields (or 6 with seconds first), "
-            f"got {len(fields)}"
-        )
-    names = _CRON_FIELDS[6 - len(fields) :]
-    for field, (name, low, high) in zip(fields, names, strict=True):
-        for number in _numbers(field):
-            if not low <= number <= high:
-                return f"cron expression {expression!r}: {name} {number} out of range {low}-{high}"
-    seconds_first = len(fields) == 6
-    try:
-        cron = croniter(
-            " ".join(fields),
-            datetime(2000, 1, 1),
-            second_at_beginning=seconds_first,
-            max_years_between_matches=CRON_SEARCH_YEARS,
-        )
-    except (ValueError, TypeError, KeyError) as error:  # croniter's errors subclass ValueError
-        for index, (field, (name, _, _)) in enumerate(zip(fields, names, strict=True)):
-            # Blame the first field that fails on its own, all the others being '*'.
-            alone = " ".join(field if i == index else "*" for i in range(len(fields)))
-            if not croniter.is_valid(alone, second_at_beginning=seconds_first):
-                return f"cron expression {expression!r}: bad {name} field {field!r}"
-        return f"cron expression {expression!r} is not valid: {error}"
-    try:
-        cron.get_next(datetime)
-    except CroniterBadDateError:
-        return f"cron expression {expression!r} never fires"
-    return None
 
 
 # datetime.replace() costs several times a constructor call, and these run once per row and poll.

@@ -173,8 +173,8 @@ class ScheduleLoader:
                 self._mark(
                     schedule,
                     "expired",
-                    "nothing left to fire (once in the past or end_date passed, beyond the "
-                    "misfire grace time)",
+                    "nothing left to fire (once in the past, end_date passed or a cron's last "
+                    "year over, beyond the misfire grace time)",
                 )
                 self.remove(sid)
                 return "expired", None

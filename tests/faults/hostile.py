@@ -223,7 +223,7 @@ def _shapes() -> list[Hostile]:
         (
             "cron",
             {"expression": "* * *"},
-            "cron expression '* * *': expected 5 fields (or 6 with seconds first), got 3",
+            "cron expression '* * *': expected 5, 6 or 7 fields, got 3",
         ),
     ]
     out += [Hostile(f"{f} {c!r}", f, c, "invalid", r) for f, c, r in required]
@@ -246,7 +246,8 @@ def _shapes() -> list[Hostile]:
             )
         )
     gone = (
-        "nothing left to fire (once in the past or end_date passed, beyond the misfire grace time)"
+        "nothing left to fire (once in the past, end_date passed or a cron's last year over, "
+        "beyond the misfire grace time)"
     )
     out += [
         Hostile("once in 1970", "once", {"run_at": "1970-01-01T00:00:00Z"}, "expired", gone),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -141,6 +143,33 @@ def test_a_once_in_the_past_is_marked_expired(
     row = insert_schedule(database_url, "once", {"run_at": "2020-01-01T00:00:00Z"})
     assert scheduler.watcher.incremental_pass() == {"expired": 1}
     assert schedule_row(database_url, row)["last_status"] == "expired"
+
+
+def test_cron_rows_sharing_an_h_text_get_their_own_minutes_and_past_years_expire(
+    database_url: str, settings: Settings
+) -> None:
+    config = {"expression": "H 2 * * *", "timezone": "Europe/Berlin"}
+    rows = [insert_schedule(database_url, "cron", config) for _ in range(6)]
+    past = insert_schedule(database_url, "cron", {"expression": "0 0 12 * * ? 2020"})
+    # A fresh start-up load: the rows share one time_config text, decoded and parsed once.
+    instance = EnhancedScheduler(settings=settings)
+    instance.jobs.start(paused=True)
+    try:
+        instance.watcher.initial_load()
+        for row in rows:
+            digest = hashlib.sha256(f"{row}|minute".encode()).digest()
+            minute = int.from_bytes(digest[:8], "big") % 60  # the documented draw
+            # The start-up load writes next_run from a thread, after scheduling the jobs.
+            next_run = wait_until(lambda row=row: schedule_row(database_url, row)["next_run"])
+            local = next_run.astimezone(ZoneInfo("Europe/Berlin"))
+            assert (local.hour, local.minute) in ((2, minute), (3, 0))  # (3, 0): in a DST gap
+            assert job_of(instance, row).next_run_time == local
+        assert schedule_row(database_url, past)["last_status"] == "expired"
+        assert job_of(instance, past) is None
+    finally:
+        instance.jobs.shutdown()
+        instance.db.close()
+        instance.redis.close()
 
 
 def test_edits_reach_a_live_daemon_through_notify_and_survive_a_killed_listener(

@@ -193,7 +193,7 @@ ERRORS = [
     (
         "cron",
         {"expression": "* * * *"},
-        "cron expression '* * * *': expected 5 fields (or 6 with seconds first), got 4",
+        "cron expression '* * * *': expected 5, 6 or 7 fields, got 4",
     ),
     (
         "cron",
@@ -203,8 +203,8 @@ ERRORS = [
     ),
     (
         "cron",
-        {"expression": "* * * * * * *"},
-        "cron expression '* * * * * * *': expected 5 fields (or 6 with seconds first), got 7",
+        {"expression": "* * * * * * * *"},
+        "cron expression '* * * * * * * *': expected 5, 6 or 7 fields, got 8",
     ),
     ("cron", {"expression": "x * * * *"}, "cron expression 'x * * * *': bad minute field 'x'"),
     (
@@ -212,7 +212,7 @@ ERRORS = [
         {"expression": "*/0 * * * *"},
         "cron expression '*/0 * * * *': bad minute field '*/0'",
     ),
-    ("cron", {"expression": "H * * * *"}, "cron expression 'H * * * *': bad minute field 'H'"),
+    ("cron", {"expression": "R * * * *"}, "cron expression 'R * * * *': unsupported token 'R'"),
     ("cron", {"expression": "0 0 * * fun"}, "cron expression '0 0 * * fun': bad day-of-week field"),
     ("cron", {}, "time_config.expression is required for cron"),
     ("cron", {"expression": 5}, "time_config.expression must be a string, got 5"),

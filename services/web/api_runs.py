@@ -18,11 +18,12 @@ from services.model.records import Execution
 from services.model.run_output import output_tail
 from services.web.auth import Reader, Writer
 from services.web.context import ApiContext, api_context
-from services.web.problems import Problem, problem_responses
+from services.web.problems import API_STATUSES, Problem, problem_responses
 from services.web.schemas import (
     ExecutionDetail,
     ExecutionOut,
     ExecutionPage,
+    Instant,
     RequestAccepted,
     Stats,
     Text,
@@ -34,12 +35,12 @@ POLL_INTERVAL = 0.05
 schedule_runs = APIRouter(
     prefix="/api/v1/schedules",
     tags=["schedules"],
-    responses=problem_responses(400, 401, 403, 404, 422, 503),
+    responses=problem_responses(*API_STATUSES, 404),
 )
 executions = APIRouter(
     prefix="/api/v1/executions",
     tags=["executions"],
-    responses=problem_responses(400, 401, 403, 422, 503),
+    responses=problem_responses(*API_STATUSES),
 )
 
 
@@ -125,8 +126,8 @@ def schedule_executions(
     status: Statuses = None,
     trigger: Text | None = None,
     instance_id: Text | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Limit = 50,
     cursor: Text | None = None,
 ) -> dict[str, Any]:
@@ -142,8 +143,8 @@ def list_executions(
     status: Statuses = None,
     trigger: Text | None = None,
     instance_id: Text | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Limit = 50,
     cursor: Text | None = None,
 ) -> dict[str, Any]:

@@ -6,7 +6,9 @@ only (what a daemon whose API pool is not wanted would serve, and what the ops t
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Any
+
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 
 from services.clock import Clock
@@ -15,7 +17,8 @@ from services.web.context import ApiContext
 from services.web.dashboard.assembly import install_dashboard
 from services.web.docs_page import render_docs
 from services.web.ops_routes import ops_router
-from services.web.problems import install_problem_handlers
+from services.web.problems import install_problem_handlers, only_problem_json
+from services.web.query import one_value_each
 from services.web.readiness import OpsView, Readiness
 
 API_VERSION = "1.0.0"
@@ -32,8 +35,16 @@ def build_app(ops: OpsView, readiness: Readiness, api: ApiContext | None, clock:
         description=DESCRIPTION,
         docs_url=None,  # our own /docs below: Swagger UI would load its script from a CDN
         redoc_url=None,
+        dependencies=[Depends(one_value_each)],
     )
     install_problem_handlers(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = only_problem_json(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to amend the document
     app.include_router(ops_router(ops, readiness, clock))
     if api is not None:
         app.state.api = api

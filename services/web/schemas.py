@@ -7,11 +7,21 @@ what `last_error` would say. Output models mirror the rows; timestamps are ISO 8
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    StrictBool,
+)
 
 from services.model.schedule_config import unstorable
 
@@ -23,6 +33,20 @@ def _plain_text(value: str) -> str:
     return value
 
 
+# RFC 3339's date-time (ISO 8601 with a UTC offset), the only form a query's time is read in:
+# pydantic would also take a bare number as Unix seconds or milliseconds (it guesses which by
+# size), a date alone, or a time without offset, which names no instant.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _date_time(value: object) -> object:
+    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
+        raise ValueError(
+            "expected an ISO 8601 date-time with a UTC offset, e.g. 2030-01-01T00:00:00Z"
+        )
+    return value
+
+
 def _utc(value: datetime) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
@@ -31,6 +55,7 @@ def _utc(value: datetime) -> str:
 Text = Annotated[str, AfterValidator(_plain_text)]
 Note = Annotated[str, Field(max_length=1000), AfterValidator(_plain_text)]
 UtcTime = Annotated[datetime, PlainSerializer(_utc, return_type=str)]
+Instant = Annotated[datetime, BeforeValidator(_date_time)]  # a query's `since`, `until`
 
 
 class _In(BaseModel):
@@ -45,7 +70,7 @@ class ScheduleIn(_In):
     time_config: JsonValue = Field(description="a JSON object; its keys depend on frequency")
     domain_config_id: UUID | None = Field(None, description="default: a new UUID")
     name: Text | None = None
-    enabled: bool = True
+    enabled: StrictBool = True  # as PATCH and the watcher take it: 0 or "yes" is no boolean
     job_type: Text | None = Field(None, description="http, command, python (null: the default)")
     payload: JsonValue = Field(default_factory=dict, description="a JSON object")
     profile_id: UUID | None = None

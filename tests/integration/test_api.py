@@ -15,37 +15,20 @@ import pytest
 
 from database.connection import DatabaseConnection
 from services.store.schedules import ScheduleRepository
-from tests.support.api import client, make_token, schedule_body, serving
+from tests.support.api import (
+    CONTRACT_PATHS,
+    assert_problem,
+    client,
+    make_token,
+    schedule_body,
+    serving,
+)
 from tests.support.daemon import DaemonProcess
 from tests.support.redis_server import free_port
 from tests.support.schedules import query
 
 pytestmark = pytest.mark.timeout(120)
 
-# Every path of DESIGN.md's contract table but backfill, which lands with the overlap issue.
-CONTRACT_PATHS = {
-    "/api/v1/schedules": {"get", "post"},
-    "/api/v1/schedules/{schedule_id}": {"get", "put", "patch", "delete"},
-    "/api/v1/schedules/{schedule_id}/pause": {"post"},
-    "/api/v1/schedules/{schedule_id}/resume": {"post"},
-    "/api/v1/schedules/{schedule_id}/trigger": {"post"},
-    "/api/v1/schedules/{schedule_id}/executions": {"get"},
-    "/api/v1/schedules/{schedule_id}/audit": {"get"},
-    "/api/v1/schedules/bulk/create": {"post"},
-    "/api/v1/schedules/bulk/operation": {"post"},
-    "/api/v1/executions": {"get"},
-    "/api/v1/executions/running": {"get"},
-    "/api/v1/executions/{execution_id}": {"get"},
-    "/api/v1/executions/{execution_id}/cancel": {"post"},
-    "/api/v1/executions/stats": {"get"},
-    "/api/v1/executions/stats/{schedule_id}": {"get"},
-    "/api/v1/scheduler/status": {"get"},
-    "/api/v1/scheduler/pause": {"post"},
-    "/api/v1/scheduler/resume": {"post"},
-    "/api/v1/audit": {"get"},
-    "/api/v1/tokens": {"get", "post"},
-    "/api/v1/tokens/{name}": {"delete"},
-}
 OPS_PATHS = ("/health", "/live", "/ready", "/status", "/metrics", "/health/detailed")
 
 
@@ -103,14 +86,6 @@ def create(api: Api, **overrides: Any) -> httpx.Response:
         response = http.post("/api/v1/schedules", json=schedule_body(**overrides))
     assert response.status_code == 201, response.text
     return response
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"] and body["type"] and body["detail"]
-    return body
 
 
 def test_openapi_lists_every_contract_path_and_the_ops_endpoints_answer(api: Api) -> None:

@@ -34,6 +34,7 @@ from bench.common import (
     bench_settings,
     figure,
     insert_schedules,
+    ms,
     percentile,
     print_table,
     redis_prefix,
@@ -264,91 +265,142 @@ def _pipeline_path(daemon: EnhancedScheduler, loaded: list[LoadedSchedule]) -> R
 # -- fire lateness ------------------------------------------------------------------------------
 
 
-def lateness(url: str, prefix: str, k: int) -> list[Record]:
-    seen: dict[UUID, float] = {}
-    seen_lock = threading.Lock()
+@dataclass(frozen=True)
+class Lateness:
+    """One batch of K `once` schedules due at the same second, as it ran."""
 
-    def stamp(ctx: Any) -> None:
+    k: int
+    handler_s: list[float]  # handler start (seen by the handler) - scheduled, one per run
+    db_s: list[float]  # job_executions.started_at - scheduled_for, one per finished run
+    missed: int  # schedules of the batch that did not complete
+    other_statuses: list[str]  # statuses other than completed among the batch's rows
+    ready_late_s: float | None = None  # the daemon was ready only this long after fire time
+
+
+class LatenessProbe:
+    """K `once` schedules whose python handler notes how late it started; one probe can fire
+    several batches into the same daemon (each due at its own second)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[UUID, float] = {}
+        self._lock = threading.Lock()
+        register_python_handler(STAMP_HANDLER, self._stamp)
+
+    def _stamp(self, ctx: Any) -> None:
         late = (datetime.now(UTC) - ctx.scheduled_for).total_seconds()
-        with seen_lock:
-            seen[ctx.schedule_id] = late
+        with self._lock:
+            self._seen[ctx.schedule_id] = late
 
-    register_python_handler(STAMP_HANDLER, stamp)
-    fire_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=LEAD_SECONDS)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO schedules (domain_config_id, domain, frequency, time_config, job_type,"
-            " payload) SELECT gen_random_uuid(), 'late-' || i || '.example.com', 'once', %s,"
-            " 'python', %s FROM generate_series(1, %s) AS i",
-            (Jsonb({"run_at": fire_at.isoformat()}), Jsonb({"callable": STAMP_HANDLER}), k),
+    def insert(self, url: str, k: int, fire_at: datetime) -> list[UUID]:
+        """K enabled `once` schedules due at `fire_at`; their ids."""
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute(
+                "INSERT INTO schedules (domain_config_id, domain, frequency, time_config,"
+                " job_type, payload) SELECT gen_random_uuid(), 'late-' || i || '.example.com',"
+                " 'once', %s, 'python', %s FROM generate_series(1, %s) AS i"
+                " RETURNING schedule_id",
+                (Jsonb({"run_at": fire_at.isoformat()}), Jsonb({"callable": STAMP_HANDLER}), k),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def collect(
+        self, url: str, ids: list[UUID], fire_at: datetime, *, ready: datetime | None = None
+    ) -> Lateness:
+        """Wait (up to a minute after fire time) until every schedule of the batch ran."""
+        rows = _wait_for_runs(url, ids, fire_at + timedelta(seconds=60))
+        done = [r for r in rows if r["status"] == "completed"]
+        with self._lock:
+            handler = [self._seen[i] for i in ids if i in self._seen]
+        late = None if ready is None or ready <= fire_at else (ready - fire_at).total_seconds()
+        return Lateness(
+            k=len(ids),
+            handler_s=handler,
+            db_s=[(r["started_at"] - r["scheduled_for"]).total_seconds() for r in done],
+            missed=len(ids) - len({r["schedule_id"] for r in done}),
+            other_statuses=sorted({r["status"] for r in rows} - {"completed"}),
+            ready_late_s=late,
         )
+
+    def fire(self, url: str, k: int, *, lead: float = LEAD_SECONDS) -> Lateness:
+        """A batch into a daemon that is already running: K schedules inserted now, due
+        `lead` seconds later (the watcher loads them on their NOTIFY meanwhile)."""
+        fire_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead)
+        return self.collect(url, self.insert(url, k, fire_at), fire_at)
+
+
+def lateness(url: str, prefix: str, k: int) -> list[Record]:
+    """K schedules in the table before the daemon starts, due LEAD_SECONDS after the insert."""
+    probe = LatenessProbe()
+    fire_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=LEAD_SECONDS)
+    ids = probe.insert(url, k, fire_at)
     daemon = EnhancedScheduler(settings=bench_settings(url, prefix, MAX_WORKERS=WORKERS))
     try:
         daemon.start()
-        ready = datetime.now(UTC)
-        rows = _wait_for_runs(url, k, fire_at + timedelta(seconds=60))
+        result = probe.collect(url, ids, fire_at, ready=datetime.now(UTC))
     finally:
         daemon.shutdown()
-    done = [r for r in rows if r["status"] == "completed"]
-    db_late = [(r["started_at"] - r["scheduled_for"]).total_seconds() for r in done]
-    handler_late = list(seen.values())
-    missed = k - len({r["schedule_id"] for r in done})
-    p99 = percentile(handler_late, 99)
+    return lateness_figures(result)
+
+
+def lateness_figures(result: Lateness, label: str = "", *, note: str | None = None) -> list[Record]:
+    """The figures of a batch; `label` says under what conditions it ran (", under load"),
+    `note` goes with its p99."""
+    k = result.k
+    name = f"fire lateness K={k}{label}"
+    p99 = percentile(result.handler_s, 99)
     limit = 0.1 if k <= 100 else 1.0
-    late_note = None
-    if ready > fire_at:
-        late_note = f"the scheduler was ready only {(ready - fire_at).total_seconds():.2f}s late"
-    other = sorted({r["status"] for r in rows} - {"completed"})
+    late_note = note
+    if result.ready_late_s is not None:
+        late = f"the scheduler was ready only {result.ready_late_s:.2f}s late"
+        late_note = f"{late}; {note}" if note else late
+    other = result.other_statuses
     return [
         figure(
-            f"fire lateness K={k}: p50 (handler start - scheduled)",
-            _ms(percentile(handler_late, 50)),
+            f"{name}: p50 (handler start - scheduled)",
+            ms(percentile(result.handler_s, 50), 1),
             "ms",
             k,
         ),
         figure(
-            f"fire lateness K={k}: p99 (handler start - scheduled)",
-            _ms(p99),
+            f"{name}: p99 (handler start - scheduled)",
+            ms(p99, 1),
             "ms",
             k,
             target=f"< {limit * 1000:g} ms",
             ok=p99 < limit,
             note=late_note,
         ),
-        figure(f"fire lateness K={k}: max", _ms(max(handler_late, default=float("nan"))), "ms", k),
+        figure(f"{name}: max", ms(max(result.handler_s, default=float("nan")), 1), "ms", k),
         figure(
-            f"fire lateness K={k}: p99 of started_at - scheduled_for",
-            _ms(percentile(db_late, 99)),
+            f"{name}: p99 of started_at - scheduled_for",
+            ms(percentile(result.db_s, 99), 1),
             "ms",
             k,
         ),
         figure(
-            f"fire lateness K={k}: schedules that did not run",
-            missed,
+            f"{name}: schedules that did not run",
+            result.missed,
             "runs",
             k,
             target="0",
-            ok=missed == 0,
+            ok=result.missed == 0,
             note=f"other statuses seen: {other}" if other else None,
         ),
     ]
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
-
-
-def _wait_for_runs(url: str, k: int, deadline: datetime) -> list[dict[str, Any]]:
-    """Poll job_executions until K finished rows exist or the deadline passes."""
+def _wait_for_runs(url: str, ids: list[UUID], deadline: datetime) -> list[dict[str, Any]]:
+    """Poll job_executions until every schedule of `ids` has a finished row, or the deadline."""
     from psycopg.rows import dict_row
 
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         while True:
             rows = conn.execute(
                 "SELECT schedule_id, status, started_at, scheduled_for FROM job_executions"
-                " WHERE status <> 'running'"
+                " WHERE status <> 'running' AND schedule_id = ANY(%s)",
+                (ids,),
             ).fetchall()
-            if len(rows) >= k or datetime.now(UTC) > deadline:
+            if len({r["schedule_id"] for r in rows}) >= len(ids) or datetime.now(UTC) > deadline:
                 return rows
             time.sleep(0.2)
 

@@ -79,14 +79,16 @@ def _timed(call: Callable[[], object]) -> float:
 
 
 class RecordingDatabase(DatabaseConnection):
-    """The real pool, remembering the parameters of the last fetch_all (to EXPLAIN it)."""
+    """The real pool, remembering the statement and parameters of the last fetch_all (to
+    EXPLAIN it, or to run it again without the store)."""
 
+    last_query: str | None = None
     last_params: dict[str, Any] | None = None
 
     def fetch_all(
         self, query: str, params: Any = None, *, fast: bool = False, prepare: bool | None = None
     ) -> list[Any]:
-        self.last_params = params
+        self.last_query, self.last_params = query, params
         return super().fetch_all(query, params, fast=fast, prepare=prepare)
 
 

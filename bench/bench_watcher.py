@@ -30,8 +30,8 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,9 @@ from bench.common import (
     bench_database,
     bench_environ,
     bench_settings,
+    clone_database,
     count_executions,
+    cpu_seconds,
     figure,
     insert_schedules,
     median,
@@ -80,7 +82,7 @@ def run() -> list[dict[str, object]]:
         records.append(figure("bulk insert of schedules (COPY + VACUUM ANALYZE)", inserted, "s", N))
         for name in cases:
             for part in CASES[name]:
-                with clone(template) as url:  # each part starts from the same rows
+                with clone_database(template) as url:  # each part starts from the same rows
                     records += part(url)
     return records
 
@@ -92,14 +94,6 @@ def selected_cases() -> list[str]:
     if unknown:
         raise ValueError(f"BENCH_CASES: no case {sorted(unknown)}; cases are {list(CASES)}")
     return [name for name in CASES if not wanted or name in wanted]
-
-
-@contextmanager
-def clone(template_url: str) -> Iterator[str]:
-    """A copy of the template database (CREATE DATABASE ... TEMPLATE), dropped on exit."""
-    template = template_url.rsplit("/", 1)[1]
-    with bench_database(template=template) as url:
-        yield url
 
 
 # -- start-up from an empty process -------------------------------------------------------------
@@ -120,7 +114,7 @@ def subprocess_start(url: str) -> list[Record]:
             started = _wait_for_event(proc, "scheduler.started", START_TIMEOUT)
             elapsed = time.perf_counter() - spawned
             rss_mb = _rss_mb(proc.pid)
-            cpu = _cpu_seconds(proc.pid)
+            cpu = cpu_seconds(proc.pid)
             jobs = int(started.get("jobs_loaded", -1))
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -182,13 +176,6 @@ def _drain(proc: subprocess.Popen[bytes]) -> None:
     assert proc.stderr is not None
     stream = proc.stderr
     threading.Thread(target=lambda: stream.read(), daemon=True).start()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a process so far (/proc/<pid>/stat fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:

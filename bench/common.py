@@ -54,6 +54,13 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process so far (/proc/<pid>/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def git_revision() -> str:
     try:
         out = subprocess.run(
@@ -91,6 +98,11 @@ def figure(
         record["note"] = note
     record["load"] = load_average()
     return record
+
+
+def ms(seconds: float, digits: int = 2) -> float:
+    """Seconds as milliseconds, rounded for the table."""
+    return round(seconds * 1000, digits)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -186,6 +198,15 @@ def bench_database(template: str | None = None) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextmanager
+def clone_database(template_url: str) -> Iterator[str]:
+    """A copy of a bench database (CREATE DATABASE ... TEMPLATE), dropped on exit. Nothing may
+    be connected to the template meanwhile."""
+    template = template_url.rsplit("/", 1)[1]
+    with bench_database(template=template) as url:
+        yield url
 
 
 @contextmanager

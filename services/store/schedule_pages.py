@@ -100,7 +100,9 @@ def page_schedules(
     if sort not in SORTS:
         raise SchedulerError(f"sort must be one of: {', '.join(SORTS)}, got {sort!r}")
     params = {**where.params(), **_after(sort, cursor), "limit": page_limit(limit) + 1}
-    # Not prepared: a generic plan could not use the filters that are NULL (not given).
+    # Planned with its filters on every call (see Session._cursor): prepared, the next_run
+    # statement got a generic plan on tables of 1,000-10,000 rows, whose seq scan ignores the
+    # tags index; and the generic plans of the other two sort a quarter of the table.
     rows = db.fetch_all(_SQL[f"page_schedules_by_{sort}"], params, prepare=False)
     items = [Schedule.from_row(row) for row in rows[:limit]]
     next_cursor = _cursor_of(sort, items[-1]) if len(rows) > limit else None

@@ -17,7 +17,7 @@ from services.errors import BulkInvalid, CreatorLimitReached, InvalidScheduleErr
 from services.model.schedule_config import validate_config
 from services.model.vocabulary import ScheduleSource
 from services.store.audit import acting_as
-from services.store.schedule_params import config_params
+from services.store.schedule_params import config_params, writing_config
 
 __all__ = ["BULK_OPERATIONS", "BulkResult", "create_many", "run_bulk_operation"]
 
@@ -55,6 +55,8 @@ def create_many(
     """Validate every item, then insert them all in one transaction; their ids, in order.
 
     Raises BulkInvalid (every wrong item by index; nothing inserted) or CreatorLimitReached.
+    An item naming a scan profile that does not exist is found by its insert: the transaction
+    ends there, so BulkInvalid names that item alone.
     """
     configs: list[dict[str, Any]] = []
     problems: list[tuple[int, InvalidScheduleError]] = []
@@ -69,10 +71,18 @@ def create_many(
     with acting_as(db, actor) as tx:
         if created_by is not None and max_per_creator > 0:
             _check_creator_limit(tx, created_by, max_per_creator, len(configs))
-        return [
-            tx.fetch_value(_SQL["insert_schedule"], {**config_params(c), "created_by": created_by})
-            for c in configs
-        ]
+        return [_insert(tx, index, config, created_by) for index, config in enumerate(configs)]
+
+
+def _insert(tx: Session, index: int, config: Mapping[str, Any], created_by: str | None) -> UUID:
+    try:
+        with writing_config(config):
+            schedule_id: UUID = tx.fetch_value(
+                _SQL["insert_schedule"], {**config_params(config), "created_by": created_by}
+            )
+    except InvalidScheduleError as exc:
+        raise BulkInvalid([(index, exc)]) from None
+    return schedule_id
 
 
 def _check_creator_limit(tx: Session, creator: str, limit: int, adding: int) -> None:

@@ -25,7 +25,7 @@ from services.process_wide import ProcessWide
 from services.store.audit import acting_as
 from services.store.schedule_bulk import BulkResult, create_many, run_bulk_operation
 from services.store.schedule_pages import ScheduleFilter, page_schedules
-from services.store.schedule_params import config_params
+from services.store.schedule_params import config_params, writing_config
 from services.store.schedule_sync import ApiRows, open_api_rows
 from services.store.scheduler_state import pause_author, pause_note
 
@@ -99,7 +99,7 @@ class ScheduleRepository:
             **config_params(config),
             "created_by": actor if created_by is None else created_by,
         }
-        with acting_as(self.db, actor) as tx:
+        with acting_as(self.db, actor) as tx, writing_config(config):
             schedule_id: UUID = tx.fetch_value(_SQL["insert_schedule"], params)
         return schedule_id
 
@@ -126,7 +126,10 @@ class ScheduleRepository:
             merged = {field: row[field] for field in CONFIG_FIELDS}
             merged.update({k: v for k, v in changes.items()})
             config = validate_config(merged, default_timezone=self.default_timezone)
-            updated = tx.fetch_one(_SQL["update_schedule_config"], {**config_params(config), **key})
+            with writing_config(config):
+                updated = tx.fetch_one(
+                    _SQL["update_schedule_config"], {**config_params(config), **key}
+                )
         assert updated is not None
         return Schedule.from_row(updated)
 

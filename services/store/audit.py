@@ -19,6 +19,7 @@ from database.connection import DatabaseConnection, Session
 from database.queries import load_queries
 from services.errors import InvalidCursor, SchedulerError
 from services.model.records import AuditEntry
+from services.store.arguments import as_instant
 from services.store.paging import MAX_PAGE, decode_cursor, encode_cursor, page_limit
 
 __all__ = ["MAX_PAGE", "SYNC_ACTOR", "AuditStore", "acting_as"]
@@ -60,14 +61,15 @@ class AuditStore:
         cursor: str | None = None,
     ) -> tuple[builtins.list[AuditEntry], str | None]:
         """A page of audit rows, newest first, and the cursor of the next page (None: the last).
-        Keyset paging by audit_id: rows written meanwhile never shift a page."""
+        Keyset paging by audit_id: rows written meanwhile never shift a page. `since` must be
+        timezone-aware, as for the executions' pages."""
         limit = page_limit(limit)
         rows = self.db.fetch_all(
             _SQL["list_audit"],
             {
                 "schedule_id": schedule_id,
                 "actor": actor,
-                "since": since,
+                "since": None if since is None else as_instant(since, "since"),
                 "before_id": None if cursor is None else _before_id(cursor),
                 "limit": limit + 1,
             },

@@ -14,6 +14,7 @@ from services.web.context import ApiContext, api_context
 from services.web.problems import problem_responses
 from services.web.schemas import (
     AuditPage,
+    Instant,
     PauseState,
     SchedulerPauseIn,
     SchedulerStatus,
@@ -80,7 +81,7 @@ def list_audit(
     _caller: Reader,
     schedule_id: UUID | None = None,
     actor: Text | None = None,
-    since: datetime | None = None,
+    since: Instant | None = None,
     limit: Limit = 50,
     cursor: Text | None = None,
 ) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def schedule_audit(
     _caller: Reader,
     schedule_id: UUID,
     actor: Text | None = None,
-    since: datetime | None = None,
+    since: Instant | None = None,
     limit: Limit = 50,
     cursor: Text | None = None,
 ) -> dict[str, Any]:

@@ -7,11 +7,20 @@ what `last_error` would say. Output models mirror the rows; timestamps are ISO 8
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+)
 
 from services.model.schedule_config import unstorable
 
@@ -23,6 +32,20 @@ def _plain_text(value: str) -> str:
     return value
 
 
+# RFC 3339's date-time (ISO 8601 with a UTC offset), the only form a query's time is read in:
+# pydantic would also take a bare number as Unix seconds or milliseconds (it guesses which by
+# size), a date alone, or a time without offset, which names no instant.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _date_time(value: object) -> object:
+    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
+        raise ValueError(
+            "expected an ISO 8601 date-time with a UTC offset, e.g. 2030-01-01T00:00:00Z"
+        )
+    return value
+
+
 def _utc(value: datetime) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
@@ -31,6 +54,7 @@ def _utc(value: datetime) -> str:
 Text = Annotated[str, AfterValidator(_plain_text)]
 Note = Annotated[str, Field(max_length=1000), AfterValidator(_plain_text)]
 UtcTime = Annotated[datetime, PlainSerializer(_utc, return_type=str)]
+Instant = Annotated[datetime, BeforeValidator(_date_time)]  # a query's `since`, `until`
 
 
 class _In(BaseModel):

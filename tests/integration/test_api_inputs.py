@@ -51,3 +51,30 @@ def test_a_profile_id_naming_no_scan_profile_is_422_on_every_write(
     )
     patched = http.patch(url, json={"profile_id": str(profile["profile_id"])})
     assert patched.status_code == 200 and patched.json()["profile_id"] == str(profile["profile_id"])
+
+
+@pytest.mark.parametrize(
+    "moment", ["0", "99999999999", "1e20", "2030-01-01", "2030-01-01T00:00:00", "tomorrow"]
+)
+def test_since_and_until_are_iso_8601_date_times_with_an_offset(
+    http: httpx.Client, moment: str
+) -> None:
+    schedule_id = http.post("/api/v1/schedules", json=schedule_body()).json()["schedule_id"]
+    for path, name in [
+        ("/api/v1/executions", "since"),
+        ("/api/v1/executions", "until"),
+        (f"/api/v1/schedules/{schedule_id}/executions", "since"),
+        ("/api/v1/audit", "since"),
+        (f"/api/v1/schedules/{schedule_id}/audit", "since"),
+    ]:
+        problem = assert_problem(http.get(path, params={name: moment}), 422)
+        assert [e["field"] for e in problem["errors"]] == [name], problem
+        assert "ISO 8601 date-time with a UTC offset" in problem["detail"]
+    # Once read as Unix milliseconds (1973): the insert of a moment ago was "since" then.
+    assert http.get("/api/v1/audit", params={"since": "5138-11-16T09:46:39Z"}).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
+    for good in ("2000-01-01T00:00:00Z", "2000-01-01T05:45:00.5+05:45"):
+        trail = http.get(f"/api/v1/schedules/{schedule_id}/audit", params={"since": good})
+        assert [e["action"] for e in trail.json()["items"]] == ["insert"], trail.text

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    StrictBool,
 )
 
 from services.model.schedule_config import unstorable
@@ -69,7 +70,7 @@ class ScheduleIn(_In):
     time_config: JsonValue = Field(description="a JSON object; its keys depend on frequency")
     domain_config_id: UUID | None = Field(None, description="default: a new UUID")
     name: Text | None = None
-    enabled: bool = True
+    enabled: StrictBool = True  # as PATCH and the watcher take it: 0 or "yes" is no boolean
     job_type: Text | None = Field(None, description="http, command, python (null: the default)")
     payload: JsonValue = Field(default_factory=dict, description="a JSON object")
     profile_id: UUID | None = None

@@ -78,3 +78,13 @@ def test_since_and_until_are_iso_8601_date_times_with_an_offset(
     for good in ("2000-01-01T00:00:00Z", "2000-01-01T05:45:00.5+05:45"):
         trail = http.get(f"/api/v1/schedules/{schedule_id}/audit", params={"since": good})
         assert [e["action"] for e in trail.json()["items"]] == ["insert"], trail.text
+
+
+def test_enabled_is_a_json_boolean_on_create_and_replace_as_on_patch(http: httpx.Client) -> None:
+    for enabled in (0, 1, "true", "no"):
+        problem = assert_problem(
+            http.post("/api/v1/schedules", json=schedule_body(enabled=enabled)), 422
+        )
+        assert [e["field"] for e in problem["errors"]] == ["enabled"], problem
+    created = http.post("/api/v1/schedules", json=schedule_body(enabled=False))
+    assert created.status_code == 201 and created.json()["enabled"] is False

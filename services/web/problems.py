@@ -164,6 +164,15 @@ def _location(loc: Sequence[int | str]) -> str:
     return out or "body"
 
 
+def _validation_error(error: Mapping[str, Any]) -> dict[str, str]:
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid":  # loc is ("body", offset): the body as a whole
+        reason = (error.get("ctx") or {}).get("error", "invalid")
+        where = f" at character {loc[-1]}" if len(loc) > 1 else ""
+        return {"field": "body", "message": f"not JSON: {reason}{where}"}
+    return {"field": _location(loc), "message": str(error.get("msg", "invalid"))}
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -175,10 +184,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"field": _location(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
-            for e in exc.errors()
-        ]
+        errors = [_validation_error(e) for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return problem_response(422, detail, errors=errors)
 

@@ -80,6 +80,14 @@ def test_since_and_until_are_iso_8601_date_times_with_an_offset(
         assert [e["action"] for e in trail.json()["items"]] == ["insert"], trail.text
 
 
+def test_a_body_that_is_not_json_is_a_problem_about_the_body(http: httpx.Client) -> None:
+    json_type = {"Content-Type": "application/json"}
+    for path in ("/api/v1/schedules", "/api/v1/scheduler/pause", "/api/v1/tokens"):
+        broken = assert_problem(http.post(path, content=b'{"note": ', headers=json_type), 422)
+        assert [e["field"] for e in broken["errors"]] == ["body"], broken
+        assert broken["errors"][0]["message"].startswith("not JSON: "), broken
+
+
 def test_enabled_is_a_json_boolean_on_create_and_replace_as_on_patch(http: httpx.Client) -> None:
     for enabled in (0, 1, "true", "no"):
         problem = assert_problem(

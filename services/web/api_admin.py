@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from services.errors import TokenNotFound
 from services.web.auth import Admin, Reader, Writer
 from services.web.context import ApiContext, api_context
-from services.web.problems import problem_responses
+from services.web.problems import API_STATUSES, problem_responses
 from services.web.schemas import (
     AuditPage,
     Instant,
@@ -26,15 +26,20 @@ from services.web.schemas import (
 
 Context = Annotated[ApiContext, Depends(api_context)]
 Limit = Annotated[int, Query(ge=1, le=500)]
+NO_STORE_HEADER = {
+    "description": "a secret: never kept by a cache",
+    "required": True,
+    "schema": {"type": "string", "enum": ["no-store"]},
+}
 
 scheduler = APIRouter(
     prefix="/api/v1/scheduler",
     tags=["scheduler"],
-    responses=problem_responses(401, 403, 422, 503),
+    responses=problem_responses(*API_STATUSES),
 )
-audit = APIRouter(tags=["audit"], responses=problem_responses(400, 401, 403, 422, 503))
+audit = APIRouter(tags=["audit"], responses=problem_responses(*API_STATUSES))
 tokens = APIRouter(
-    prefix="/api/v1/tokens", tags=["tokens"], responses=problem_responses(401, 403, 422, 503)
+    prefix="/api/v1/tokens", tags=["tokens"], responses=problem_responses(*API_STATUSES)
 )
 
 
@@ -115,7 +120,7 @@ def list_tokens(context: Context, _caller: Admin) -> list[dict[str, Any]]:
     status_code=201,
     response_model=TokenCreated,
     summary="create a token; the answer is the only place it is shown",
-    responses=problem_responses(409),
+    responses={201: {"headers": {"Cache-Control": NO_STORE_HEADER}}, **problem_responses(409)},
 )
 def create_token(
     context: Context, _caller: Admin, body: TokenIn, response: Response

@@ -18,7 +18,7 @@ from services.model.records import Execution
 from services.model.run_output import output_tail
 from services.web.auth import Reader, Writer
 from services.web.context import ApiContext, api_context
-from services.web.problems import Problem, problem_responses
+from services.web.problems import API_STATUSES, Problem, problem_responses
 from services.web.schemas import (
     ExecutionDetail,
     ExecutionOut,
@@ -35,12 +35,12 @@ POLL_INTERVAL = 0.05
 schedule_runs = APIRouter(
     prefix="/api/v1/schedules",
     tags=["schedules"],
-    responses=problem_responses(400, 401, 403, 404, 422, 503),
+    responses=problem_responses(*API_STATUSES, 404),
 )
 executions = APIRouter(
     prefix="/api/v1/executions",
     tags=["executions"],
-    responses=problem_responses(400, 401, 403, 422, 503),
+    responses=problem_responses(*API_STATUSES),
 )
 
 

@@ -21,7 +21,7 @@ from services.store.schedule_pages import ScheduleFilter
 from services.web.auth import Reader, Writer
 from services.web.context import ApiContext, api_context
 from services.web.merge_patch import merge_patch
-from services.web.problems import Problem, problem_responses
+from services.web.problems import API_STATUSES, ETAG_HEADER, Problem, problem_responses
 from services.web.schemas import (
     BulkCreated,
     BulkCreateIn,
@@ -42,10 +42,18 @@ EDITABLE = tuple(f for f in CONFIG_FIELDS if f != "source")
 Context = Annotated[ApiContext, Depends(api_context)]
 IfMatch = Annotated[str | None, Header(description="an ETag from an earlier answer")]
 
+# Every answer about one schedule carries its ETag; a create also says where the new one is.
+WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": {"ETag": ETAG_HEADER}}}
+LOCATION_HEADER: dict[str, Any] = {
+    "description": "the new schedule's path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^/api/v1/schedules/[0-9a-f-]{36}$"},
+}
+
 router = APIRouter(
     prefix="/api/v1/schedules",
     tags=["schedules"],
-    responses=problem_responses(400, 401, 403, 422, 503),
+    responses=problem_responses(*API_STATUSES),
 )
 
 
@@ -114,7 +122,10 @@ def list_schedules(
     status_code=201,
     response_model=ScheduleDetail,
     summary="create a schedule",
-    responses=problem_responses(429),
+    responses={
+        201: {"headers": {"ETag": ETAG_HEADER, "Location": LOCATION_HEADER}},
+        **problem_responses(429),
+    },
 )
 def create_schedule(
     context: Context, caller: Writer, body: ScheduleIn, response: Response
@@ -174,7 +185,7 @@ def bulk_operation(context: Context, caller: Writer, body: BulkOperationIn) -> d
     "/{schedule_id}",
     response_model=ScheduleDetail,
     summary="one schedule, with its next 10 fire times",
-    responses=problem_responses(404),
+    responses={**WITH_ETAG, **problem_responses(404)},
 )
 def get_schedule(
     context: Context, _caller: Reader, schedule_id: UUID, response: Response
@@ -186,7 +197,7 @@ def get_schedule(
     "/{schedule_id}",
     response_model=ScheduleDetail,
     summary="replace a schedule's configuration",
-    responses=problem_responses(404, 412),
+    responses={**WITH_ETAG, **problem_responses(404, 412)},
 )
 def replace_schedule(
     context: Context,
@@ -209,7 +220,7 @@ def replace_schedule(
     "/{schedule_id}",
     response_model=ScheduleDetail,
     summary="change part of a schedule (JSON merge patch, RFC 7396)",
-    responses=problem_responses(404, 412),
+    responses={**WITH_ETAG, **problem_responses(404, 412)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -292,7 +303,7 @@ def delete_schedule(
     "/{schedule_id}/pause",
     response_model=ScheduleDetail,
     summary="disable a schedule, with a note saying why",
-    responses=problem_responses(404),
+    responses={**WITH_ETAG, **problem_responses(404)},
 )
 def pause_schedule(
     context: Context,
@@ -311,7 +322,7 @@ def pause_schedule(
     "/{schedule_id}/resume",
     response_model=ScheduleDetail,
     summary="enable a paused schedule (its note is cleared)",
-    responses=problem_responses(404),
+    responses={**WITH_ETAG, **problem_responses(404)},
 )
 def resume_schedule(
     context: Context, caller: Writer, schedule_id: UUID, response: Response

@@ -6,6 +6,8 @@ only (what a daemon whose API pool is not wanted would serve, and what the ops t
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
@@ -14,7 +16,7 @@ from services.web import api_admin, api_runs, api_schedules
 from services.web.context import ApiContext
 from services.web.docs_page import render_docs
 from services.web.ops_routes import ops_router
-from services.web.problems import install_problem_handlers
+from services.web.problems import install_problem_handlers, only_problem_json
 from services.web.readiness import OpsView, Readiness
 
 API_VERSION = "1.0.0"
@@ -33,6 +35,13 @@ def build_app(ops: OpsView, readiness: Readiness, api: ApiContext | None, clock:
         redoc_url=None,
     )
     install_problem_handlers(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = only_problem_json(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to amend the document
     app.include_router(ops_router(ops, readiness, clock))
     if api is not None:
         app.state.api = api

@@ -20,6 +20,7 @@ from services.web.readiness import OpsView, Readiness
 
 JSON_TYPE = "application/json"
 NO_STORE = {"Cache-Control": "no-store"}
+JSON_BODY: dict[str, Any] = {JSON_TYPE: {"schema": {"type": "object"}}}
 
 
 def _json_default(value: Any) -> Any:
@@ -49,7 +50,7 @@ def ops_router(ops: OpsView, readiness: Readiness, clock: Clock) -> APIRouter:
     @router.get(
         "/ready",
         summary="PostgreSQL and Redis answer and the scheduler runs",
-        responses={503: {"description": "not ready; `reasons` says why"}},
+        responses={503: {"description": "not ready; `reasons` says why", "content": JSON_BODY}},
     )
     async def ready() -> Response:
         is_ready, reasons = await readiness.readiness()
@@ -58,7 +59,13 @@ def ops_router(ops: OpsView, readiness: Readiness, clock: Clock) -> APIRouter:
             body["reasons"] = reasons
         return json_response(200 if is_ready else 503, body)
 
-    @router.get("/health/detailed", summary="each dependency with its latency")
+    @router.get(
+        "/health/detailed",
+        summary="each dependency with its latency",
+        responses={
+            503: {"description": "degraded: `checks` says what failed", "content": JSON_BODY}
+        },
+    )
     async def detailed() -> Response:
         checks = {name: r.to_dict() for name, r in (await readiness.check_all()).items()}
         problem = ops.readiness_problem()
@@ -72,7 +79,12 @@ def ops_router(ops: OpsView, readiness: Readiness, clock: Clock) -> APIRouter:
         body = {**ops.status(), "uptime_seconds": round(clock.monotonic() - started_at, 3)}
         return json_response(200, body)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         return Response(
             generate_latest(ops.metrics_registry), media_type=CONTENT_TYPE_LATEST, headers=NO_STORE

@@ -70,6 +70,30 @@ class ProblemOut(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
+# What any /api/v1 operation may answer, whatever it does: a request it cannot read (400: a body
+# that is not UTF-8, a cursor it never handed out), no token or a bad one (401), too low a role
+# (403), input that does not validate (422), PostgreSQL out of reach (503).
+API_STATUSES = (400, 401, 403, 422, 503)
+
+
+# Response headers as the OpenAPI document describes them (and schemathesis checks them).
+ETAG_HEADER: dict[str, Any] = {
+    "description": "the schedule's configuration hash: send it back as If-Match",
+    "required": True,
+    "schema": {"type": "string", "pattern": '^"[^"]*"$'},
+}
+_PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "how to authenticate: a bearer token",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^Bearer "},
+        }
+    },
+    412: {"ETag": {**ETAG_HEADER, "description": "the schedule's current ETag"}},
+}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI `responses` entry for error statuses a route may answer."""
     return {
@@ -77,9 +101,23 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "model": ProblemOut,
             "description": HTTPStatus(status).phrase,
             "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
+            **({"headers": _PROBLEM_HEADERS[status]} if status in _PROBLEM_HEADERS else {}),
         }
         for status in statuses
     }
+
+
+def only_problem_json(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` without the application/json entry FastAPI adds beside each problem response's
+    own (it lists a response's model under the route's media type too): a problem is only ever
+    sent as application/problem+json."""
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if PROBLEM_TYPE in content:
+                    content.pop("application/json", None)
+    return spec
 
 
 class Problem(Exception):

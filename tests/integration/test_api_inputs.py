@@ -83,6 +83,8 @@ def test_since_and_until_are_iso_8601_date_times_with_an_offset(
 def test_a_body_that_is_not_json_is_a_problem_about_the_body(http: httpx.Client) -> None:
     json_type = {"Content-Type": "application/json"}
     for path in ("/api/v1/schedules", "/api/v1/scheduler/pause", "/api/v1/tokens"):
+        # Not UTF-8: the body cannot even be read as text (every operation documents 400).
+        assert_problem(http.post(path, content=b'{"note": "\xff"}', headers=json_type), 400)
         broken = assert_problem(http.post(path, content=b'{"note": ', headers=json_type), 422)
         assert [e["field"] for e in broken["errors"]] == ["body"], broken
         assert broken["errors"][0]["message"].startswith("not JSON: "), broken

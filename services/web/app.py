@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 
 from services.clock import Clock
@@ -17,6 +17,7 @@ from services.web.context import ApiContext
 from services.web.docs_page import render_docs
 from services.web.ops_routes import ops_router
 from services.web.problems import install_problem_handlers, only_problem_json
+from services.web.query import one_value_each
 from services.web.readiness import OpsView, Readiness
 
 API_VERSION = "1.0.0"
@@ -33,6 +34,7 @@ def build_app(ops: OpsView, readiness: Readiness, api: ApiContext | None, clock:
         description=DESCRIPTION,
         docs_url=None,  # our own /docs below: Swagger UI would load its script from a CDN
         redoc_url=None,
+        dependencies=[Depends(one_value_each)],
     )
     install_problem_handlers(app)
 

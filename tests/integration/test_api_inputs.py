@@ -98,3 +98,15 @@ def test_enabled_is_a_json_boolean_on_create_and_replace_as_on_patch(http: httpx
         assert [e["field"] for e in problem["errors"]] == ["enabled"], problem
     created = http.post("/api/v1/schedules", json=schedule_body(enabled=False))
     assert created.status_code == 201 and created.json()["enabled"] is False
+
+
+def test_a_query_parameter_that_takes_one_value_is_given_once(http: httpx.Client) -> None:
+    http.post("/api/v1/schedules", json=schedule_body(tags=["a", "b"]))
+    twice = http.get("/api/v1/schedules", params={"job_type": ["http", "command"], "limit": 5})
+    problem = assert_problem(twice, 422)
+    assert problem["errors"] == [
+        {"field": "job_type", "message": "given 2 times; it takes one value"}
+    ]
+    assert_problem(http.get("/api/v1/executions", params={"limit": [5, 6]}), 422)
+    tagged = http.get("/api/v1/schedules", params={"tag": ["a", "b"], "job_type": "http"})
+    assert len(tagged.json()["items"]) == 1, tagged.text  # a list is repeated on purpose

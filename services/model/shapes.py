@@ -70,14 +70,18 @@ class Reader:
         self.problems.append(f"time_config.{key} must be an integer {low}-{high}, got {got(value)}")
         return None
 
-    def number(self, key: str, low: float, *, inclusive: bool) -> float | None:
+    def number(
+        self, key: str, low: float, *, inclusive: bool, high: float | None = None
+    ) -> float | None:
         value = self.config.get(key)
         if value is None:
             return None
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            if value > low or (inclusive and value == low):
+            if (value > low or (inclusive and value == low)) and (high is None or value <= high):
                 return float(value)
         bound = f">= {low:g}" if inclusive else f"> {low:g}"
+        if high is not None:
+            bound += f" and <= {high:.0f}"
         self.problems.append(f"time_config.{key} must be a number {bound}, got {got(value)}")
         return None
 

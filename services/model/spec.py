@@ -66,6 +66,12 @@ MAX_RETRIES = 100
 _ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
 
 
+# Bounds that keep every timer finite and meaningful: a run of over 31 days, or an occurrence
+# still worth running a year late, is a typo (and a far deadline once stopped the timer thread).
+MAX_TIMEOUT = 31 * 86400.0
+MAX_GRACE = 366 * 86400.0
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     frequency: str
@@ -142,8 +148,8 @@ def _read(
     r = Reader(time_config, str(frequency), zone)
     jitter = r.integer("jitter", 0, MAX_JITTER, default=0)
     max_retries = r.integer("max_retries", 0, MAX_RETRIES)
-    timeout = r.number("timeout_seconds", 0, inclusive=False)
-    grace = r.number("misfire_grace_time", 0, inclusive=True)
+    timeout = r.number("timeout_seconds", 0, inclusive=False, high=MAX_TIMEOUT)
+    grace = r.number("misfire_grace_time", 0, inclusive=True, high=MAX_GRACE)
     start, end = r.date("start_date"), r.date("end_date")
     if start is not None and end is not None and end <= start:
         r.problems.append(

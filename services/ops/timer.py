@@ -19,6 +19,7 @@ from services.log import get_logger
 from services.process_wide import ProcessWide
 
 log = get_logger(__name__)
+MAX_WAIT = 3600.0  # the longest single wait for a deadline
 IDLE_EXIT = 0.5  # seconds without any pending call before the thread exits
 
 
@@ -94,7 +95,9 @@ class TimerThread:
                 due = self._heap[0][0]
                 now = self.clock.monotonic()
                 if due > now:
-                    self._wake.wait(due - now)
+                    # Capped: Condition.wait overflows (and kills this thread) beyond ~9.2e9 s,
+                    # and a far deadline only needs checking now and then.
+                    self._wake.wait(min(due - now, MAX_WAIT))
                     continue
                 _, _, handle = heapq.heappop(self._heap)
                 callback, handle.callback = handle.callback, None

@@ -275,22 +275,32 @@ ERRORS = [
     (
         "daily",
         {"hour": 2, "timeout_seconds": 0},
-        "time_config.timeout_seconds must be a number > 0",
+        "time_config.timeout_seconds must be a number > 0 and <= 2678400",
     ),
     (
         "daily",
         {"hour": 2, "timeout_seconds": float("inf")},
-        "time_config.timeout_seconds must be a number > 0, got inf (float)",
+        "time_config.timeout_seconds must be a number > 0 and <= 2678400, got inf (float)",
+    ),
+    (
+        "daily",
+        {"hour": 2, "timeout_seconds": 1e12},
+        "time_config.timeout_seconds must be a number > 0 and <= 2678400, got 1000000000000.0",
+    ),
+    (
+        "daily",
+        {"hour": 2, "misfire_grace_time": 1e11},
+        "time_config.misfire_grace_time must be a number >= 0 and <= 31622400, got 100000000000.0",
     ),
     (
         "daily",
         {"hour": 2, "misfire_grace_time": -1},
-        "time_config.misfire_grace_time must be a number >= 0, got -1",
+        "time_config.misfire_grace_time must be a number >= 0 and <= 31622400, got -1",
     ),
     (
         "daily",
         {"hour": 2, "misfire_grace_time": "5"},
-        "time_config.misfire_grace_time must be a number >= 0, got '5' (str)",
+        "time_config.misfire_grace_time must be a number >= 0 and <= 31622400, got '5' (str)",
     ),
     (
         "daily",

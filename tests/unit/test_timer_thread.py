@@ -41,3 +41,14 @@ def test_a_cancelled_call_keeps_nothing_alive_and_the_thread_exits_when_idle() -
     fired = threading.Event()
     timer.call_later(0.01, fired.set)  # and comes back when needed
     assert fired.wait(2)
+
+
+def test_a_deadline_beyond_what_a_wait_can_hold_does_not_stop_the_thread() -> None:
+    # Condition.wait(1e12) raises OverflowError; once, that killed the thread and every later
+    # call (lock renewals, time-outs) silently never ran.
+    timer = TimerThread("t-far")
+    seen: list[str] = []
+    far = timer.call_later(1e12, lambda: seen.append("far"))
+    timer.call_later(0.05, lambda: seen.append("near"))
+    wait_until(lambda: seen == ["near"], 2, 0.01, "the near call despite a far one")
+    far.cancel()

@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route
 
 from tests.support import browser as support
+from tests.support import png
 from tests.support.browser import ConsoleGuard
 from tests.support.daemon import ROOT
 
@@ -164,3 +165,12 @@ def test_screenshots_are_saved_only_when_asked_and_named_by_viewport(
     path = support.screenshot(mobile_page, "probe")
     assert path == tmp_path / "shots" / "probe-390x844.png"
     assert png_size(path) == (390, 844)
+    assert path.read_bytes()[25] == 3, "saved with a palette"
+
+
+def test_a_palette_keeps_a_screenshot_of_few_colours_exact(page: Page) -> None:
+    page.set_content("<h1 style='color:#2f6fb3'>hello</h1><p style='background:#fdf0ee'>there")
+    original = png.decode(page.screenshot())
+    smaller = png.to_palette(*original)
+    assert png.decode(smaller) == original
+    assert len(smaller) < len(page.screenshot())

@@ -28,6 +28,7 @@ from playwright.sync_api import Error as PlaywrightError
 from database.connection import DatabaseConnection
 from tests.support.api import ServeProcess, client
 from tests.support.daemon import ROOT
+from tests.support.png import shrink
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT_DIR = ROOT / "docs" / "screenshots"
@@ -157,7 +158,8 @@ def screenshots_wanted() -> bool:
 
 def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path | None:
     """With SCREENSHOTS=1, saves docs/screenshots/<name>-<width>x<height>.png (the viewport's
-    size) and returns its path; otherwise does nothing and returns None."""
+    size; with a palette, to keep the repository small) and returns its path; otherwise does
+    nothing and returns None."""
     if not screenshots_wanted():
         return None
     viewport = page.viewport_size
@@ -165,4 +167,5 @@ def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path | None
     path = SCREENSHOT_DIR / f"{name}-{viewport['width']}x{viewport['height']}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=path, full_page=full_page, animations="disabled")
+    shrink(path)
     return path

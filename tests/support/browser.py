@@ -136,7 +136,7 @@ class ConsoleGuard:
 
 @dataclass(frozen=True)
 class Web:
-    """`scheduler.py serve` on this test's own database, and a token for each role."""
+    """`scheduler.py serve` on a database of the test module's own, and a token for each role."""
 
     url: str
     tokens: dict[str, str]  # role ("admin", "write", "read") -> bearer token

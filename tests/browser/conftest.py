@@ -1,5 +1,5 @@
 """Fixtures of the browser tests: one headless Debian Chromium for the session, a fresh context
-per page, and `scheduler.py serve` on this test's own database.
+per page, and `scheduler.py serve` on a database of the test module's own.
 
 Every page a test gets from these fixtures is watched: a console error or an uncaught exception
 in any of them fails the test, after its own assertions passed ("no console errors on any page").
@@ -8,13 +8,11 @@ in any of them fails the test, after its own assertions passed ("no console erro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Protocol
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from database.connection import DatabaseConnection
 from tests.integration.conftest import (  # noqa: F401  (fixtures, found by name)
     database_url,
     db,
@@ -23,7 +21,7 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures, found by name
     redis_url,
     template_database,
 )
-from tests.support.api import make_token, serving
+from tests.support.api import serving
 from tests.support.browser import (
     ACTION_TIMEOUT_MS,
     DESKTOP,
@@ -32,9 +30,9 @@ from tests.support.browser import (
     Web,
     launch_chromium,
 )
+from tests.support.dashboard import own_services, tokens_for_roles
 
 GUARDS = pytest.StashKey[list[ConsoleGuard]]()
-ROLES = ("admin", "write", "read")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -128,9 +126,16 @@ def nojs_page(make_page: PageFactory) -> Page:
     return make_page(javascript=False)
 
 
-@pytest.fixture
-def web(env: dict[str, str], db: DatabaseConnection, tmp_path: Path) -> Iterator[Web]:  # noqa: F811
-    """`scheduler.py serve` on this test's own database; its log is tmp_path/serve.log."""
-    tokens = {role: make_token(db, f"browser-{role}", role) for role in ROLES}
-    with serving(env, tmp_path / "serve.log") as server:
-        yield Web(server.url, tokens, db, server)
+@pytest.fixture(scope="module")
+def web(
+    template_database: str,  # noqa: F811
+    redis_url: str,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Web]:
+    """`scheduler.py serve` on a database of this module's own, shared by its tests (a server
+    per test cost seconds each); its log is serve.log in a temporary directory of its own."""
+    with own_services(template_database, redis_url) as (environment, connection):
+        tokens = tokens_for_roles(connection)
+        log = tmp_path_factory.mktemp("serve") / "serve.log"
+        with serving(environment, log) as server:
+            yield Web(server.url, tokens, connection, server)

@@ -9,11 +9,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 
 from tests.support import browser as support
+from tests.support import png
 from tests.support.browser import ConsoleGuard
 from tests.support.daemon import ROOT
 
@@ -53,6 +55,37 @@ def test_guard_stays_quiet_on_a_clean_page(browser: Browser) -> None:
         page.set_content("<p>hello</p><script>console.info('loaded')</script>")
         assert guard.problems() is None
         guard.check()
+    finally:
+        page.context.close()
+
+
+def test_guard_leaves_out_a_page_answered_4xx_but_not_a_failed_script_frame_or_5xx(
+    browser: Browser,
+) -> None:
+    answers = {
+        "/login": (401, "<p>Unknown token</p><iframe src='/frame'></iframe>"),
+        "/frame": (404, "<p>a frame that is missing</p>"),
+        "/ok": (200, "<script src='/missing.js'></script>"),
+        "/missing.js": (404, ""),
+        "/boom": (500, "<p>Internal error</p>"),
+    }
+    page, guard = guarded_page(browser)
+
+    def answer(route: Route) -> None:
+        status, body = answers[urlsplit(route.request.url).path]
+        route.fulfill(status=status, content_type="text/html", body=body)
+
+    page.route("http://guard.test/**", answer)
+    try:
+        page.goto("http://guard.test/login")
+        page.goto("http://guard.test/ok")
+        page.goto("http://guard.test/boom")
+        problems = guard.problems()
+        assert problems is not None and problems.startswith("3 console error(s)"), problems
+        assert "status of 404 (Not Found) (http://guard.test/frame)" in problems
+        assert "status of 404 (Not Found) (http://guard.test/missing.js)" in problems
+        assert "status of 500 (Internal Server Error) (http://guard.test/boom)" in problems
+        assert "/login" not in problems
     finally:
         page.context.close()
 
@@ -132,3 +165,12 @@ def test_screenshots_are_saved_only_when_asked_and_named_by_viewport(
     path = support.screenshot(mobile_page, "probe")
     assert path == tmp_path / "shots" / "probe-390x844.png"
     assert png_size(path) == (390, 844)
+    assert path.read_bytes()[25] == 3, "saved with a palette"
+
+
+def test_a_palette_keeps_a_screenshot_of_few_colours_exact(page: Page) -> None:
+    page.set_content("<h1 style='color:#2f6fb3'>hello</h1><p style='background:#fdf0ee'>there")
+    original = png.decode(page.screenshot())
+    smaller = png.to_palette(*original)
+    assert png.decode(smaller) == original
+    assert len(smaller) < len(page.screenshot())

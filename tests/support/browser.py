@@ -9,6 +9,7 @@ Playwright's own browser download cannot work here, so Chromium is always Debian
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     Playwright,
+    Response,
     WebError,
 )
 from playwright.sync_api import Error as PlaywrightError
@@ -26,6 +28,7 @@ from playwright.sync_api import Error as PlaywrightError
 from database.connection import DatabaseConnection
 from tests.support.api import ServeProcess, client
 from tests.support.daemon import ROOT
+from tests.support.png import shrink
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT_DIR = ROOT / "docs" / "screenshots"
@@ -54,29 +57,56 @@ def launch_chromium(playwright: Playwright) -> Browser:
     )
 
 
+# How Chromium reports an HTTP error status of anything it loads, the page itself included.
+_FAILED_LOAD = re.compile(r"Failed to load resource: the server responded with a status of (\d{3})")
+
+
 @dataclass
 class ConsoleGuard:
     """What went wrong in a browser context's pages (popups included): console.error and
-    console.assert messages (failed loads among them) and uncaught exceptions, in order."""
+    console.assert messages (failed loads among them) and uncaught exceptions, in order.
 
-    errors: list[str] = field(default_factory=list)
+    One kind of message is left out: Chromium logs a 4xx answer to a top-level page load as
+    "Failed to load resource", although that page is the one the server meant to send — the
+    login form again after a wrong token (401), a refusal (403), a form back with what is wrong
+    with it (422). Tests check those answers themselves. A 4xx of anything else (a script, a
+    style, a frame, a fetch) and any 5xx still count."""
+
     contexts: list[BrowserContext] = field(default_factory=list)
+    # (line, (url, status) if it reports a failed load, else None), in the order they came
+    entries: list[tuple[str, tuple[str, int] | None]] = field(default_factory=list)
+    answered_pages: set[tuple[str, int]] = field(default_factory=set)  # top-level 4xx loads
+
+    @property
+    def errors(self) -> list[str]:
+        return [
+            line for line, load in self.entries if load is None or load not in self.answered_pages
+        ]
 
     def watch(self, context: BrowserContext) -> ConsoleGuard:
         context.on("console", self._console)
         context.on("weberror", self._web_error)
+        context.on("response", self._response)
         self.contexts.append(context)
         return self
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type in ("error", "assert"):
             where = message.location["url"] or "inline"
-            self.errors.append(f"console.{message.type}: {message.text} ({where})")
+            failed = _FAILED_LOAD.match(message.text)
+            load = (where, int(failed.group(1))) if failed else None
+            self.entries.append((f"console.{message.type}: {message.text} ({where})", load))
 
     def _web_error(self, web_error: WebError) -> None:
         error = web_error.error
         where = web_error.page.url if web_error.page is not None else "?"
-        self.errors.append(f"uncaught {error.name or 'error'}: {error.message} ({where})")
+        self.entries.append((f"uncaught {error.name or 'error'}: {error.message} ({where})", None))
+
+    def _response(self, response: Response) -> None:
+        request = response.request
+        top_level = request.resource_type == "document" and response.frame.parent_frame is None
+        if top_level and 400 <= response.status < 500:
+            self.answered_pages.add((response.url, response.status))
 
     def settle(self) -> None:
         """One round trip to every open page, so that what the browser has already reported
@@ -106,7 +136,7 @@ class ConsoleGuard:
 
 @dataclass(frozen=True)
 class Web:
-    """`scheduler.py serve` on this test's own database, and a token for each role."""
+    """`scheduler.py serve` on a database of the test module's own, and a token for each role."""
 
     url: str
     tokens: dict[str, str]  # role ("admin", "write", "read") -> bearer token
@@ -128,7 +158,8 @@ def screenshots_wanted() -> bool:
 
 def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path | None:
     """With SCREENSHOTS=1, saves docs/screenshots/<name>-<width>x<height>.png (the viewport's
-    size) and returns its path; otherwise does nothing and returns None."""
+    size; with a palette, to keep the repository small) and returns its path; otherwise does
+    nothing and returns None."""
     if not screenshots_wanted():
         return None
     viewport = page.viewport_size
@@ -136,4 +167,5 @@ def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path | None
     path = SCREENSHOT_DIR / f"{name}-{viewport['width']}x{viewport['height']}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=path, full_page=full_page, animations="disabled")
+    shrink(path)
     return path

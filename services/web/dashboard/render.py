@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from services.web.dashboard.charts import COLOURS
 from services.web.dashboard.session import Viewer
@@ -26,16 +27,27 @@ SECURITY_HEADERS = {
 }
 
 
-def _when(value: datetime | None, zone: str | None = None) -> str:
+def _when(value: datetime | str | None, zone: str | None = None) -> Markup | str:
+    """A moment as `<time>`, in UTC or in `zone`; its date and its time each stay on one line.
+    An ISO 8601 string (as a heartbeat's summary holds) is read first."""
     if value is None:
         return "-"
+    if isinstance(value, str):
+        try:
+            return _when(datetime.fromisoformat(value), zone)
+        except ValueError:
+            return value
+    moment = value
+    text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if zone:
         try:
-            local = value.astimezone(ZoneInfo(zone))
+            text = moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
         except (ZoneInfoNotFoundError, ValueError):
-            return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        return local.strftime("%Y-%m-%d %H:%M:%S %Z")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            pass
+    day, _, clock = text.partition(" ")
+    return Markup('<time datetime="{}"><span>{}</span> <span>{}</span></time>').format(
+        moment.isoformat(), day, clock
+    )
 
 
 def _seconds(value: float | None) -> str:

@@ -20,7 +20,6 @@ from uuid import UUID
 
 from services.clock import Clock
 from services.engine.admission import Candidate
-from services.engine.firing import loaded_or_read
 from services.engine.pipeline import RunPipeline
 from services.engine.runner import JobRunner
 from services.engine.runs import ActiveRun
@@ -94,10 +93,17 @@ class QueueStarter:
 
     def _occurrence(self, row: QueuedRow) -> Occurrence | None:
         try:
-            loaded = loaded_or_read(self.catalog, self.read_schedule, row.schedule_id)
+            loaded = self.catalog.get(row.schedule_id)
             if loaded is None:
-                self.queue.drop(row.execution_id, "the schedule was disabled or deleted")
-                return None
+                schedule = self.read_schedule(row.schedule_id)
+                # A backfill was asked for explicitly: it runs even while the schedule is off.
+                wanted = schedule is not None and (
+                    schedule.enabled or row.trigger == RunTrigger.BACKFILL
+                )
+                if schedule is None or not wanted:
+                    self.queue.drop(row.execution_id, "the schedule was disabled or deleted")
+                    return None
+                loaded = self.catalog.parse(schedule)
         except Exception as exc:  # an invalid row, or PostgreSQL gone: wait for a later pass
             log.warning("queue.head_unreadable", schedule_id=str(row.schedule_id), error=str(exc))
             return None

@@ -57,7 +57,12 @@ WITH outcome AS (
 ), finished AS (
     UPDATE job_executions j
     SET status = o.status, completed_at = now(), duration_seconds = o.duration_seconds,
-        scan_id = o.scan_id, error_message = o.error_message, error_details = o.error_details,
+        scan_id = o.scan_id, error_message = o.error_message,
+        -- a run that waited (queued) keeps saying why it waited
+        error_details = CASE WHEN j.error_details ? 'queued_because'
+            THEN jsonb_build_object('queued_because', j.error_details -> 'queued_because')
+                 || coalesce(o.error_details, '{}'::jsonb)
+            ELSE o.error_details END,
         metadata = o.metadata
     FROM outcome o
     WHERE j.execution_id = o.execution_id AND j.status = 'running'

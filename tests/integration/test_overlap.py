@@ -8,6 +8,7 @@ end; a replaced run ends `cancelled` and its process is gone.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -44,7 +45,7 @@ def _runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _overlaps(runs: list[dict[str, Any]], now: datetime) -> int:
     spans = sorted((r["started_at"], r["completed_at"] or now) for r in runs)
-    return sum(1 for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1])
+    return sum(1 for a, b in itertools.pairwise(spans) if b[0] < a[1])
 
 
 def _sleeps(seconds: str) -> int:
@@ -119,7 +120,7 @@ def _assert_queue_in_order(rows: list[dict[str, Any]], now: datetime) -> list[di
     assert waited, [
         (r["scheduled_for"], r["status"], r["error_message"], r["error_details"]) for r in rows
     ]
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         if later in waited and earlier["completed_at"] is not None:
             gap = (later["started_at"] - earlier["completed_at"]).total_seconds()
             assert 0 <= gap < 1.0, f"a queued run started {gap:.2f}s after the earlier one ended"

@@ -186,6 +186,7 @@ class Settings:
     retry_backoff_base: float = _setting("RETRY_BACKOFF_BASE", _float(1), "2")
     retry_max_delay: float = _setting("RETRY_MAX_DELAY", _float(0), "300")
     retry_max_attempts: int = _setting("RETRY_MAX_ATTEMPTS", _int(1, 100), "3")
+    backfill_concurrency: int = _setting("BACKFILL_CONCURRENCY", _int(1, 1000), "1")
 
     @property
     def redis_url(self) -> str:

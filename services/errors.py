@@ -47,6 +47,15 @@ class ScheduleNotFound(SchedulerError):
         self.schedule_id = schedule_id
 
 
+class InvalidBackfill(SchedulerError):
+    """A backfill request that cannot be served (a bad range, too many occurrences, ...)."""
+
+    def __init__(self, reason: str, field: str = "from") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
 class ExecutionNotFound(SchedulerError):
     def __init__(self, execution_id: object):
         super().__init__(f"no execution with id {execution_id}")

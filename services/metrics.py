@@ -36,6 +36,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.overlap_decisions = Counter(
+            "scheduler_overlap_decisions",
+            "What occurrences did when an earlier run of their schedule was going",
+            ["policy", "decision"],
+            registry=r,
+        )
         self.lock_conflicts = Counter(
             "scheduler_lock_conflicts", "Lock already held when an occurrence fired", registry=r
         )
@@ -55,7 +61,15 @@ class Metrics:
             "scheduler_running_executions", "Executions running on this instance", registry=r
         )
         # Known label values exist from the start, so dashboards see zeros rather than gaps.
-        for status in ("completed", "failed", "timed_out", "abandoned", "cancelled", "skipped"):
+        for status in (
+            "completed",
+            "failed",
+            "timed_out",
+            "abandoned",
+            "cancelled",
+            "skipped",
+            "queued",
+        ):
             self.executions.labels(status=status)
         for reason in ("late", "coalesced", "overlap", "redis", "database", "downtime", "paused"):
             self.misfires.labels(reason=reason)

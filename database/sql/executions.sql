@@ -57,7 +57,12 @@ WITH outcome AS (
 ), finished AS (
     UPDATE job_executions j
     SET status = o.status, completed_at = now(), duration_seconds = o.duration_seconds,
-        scan_id = o.scan_id, error_message = o.error_message, error_details = o.error_details,
+        scan_id = o.scan_id, error_message = o.error_message,
+        -- a run that waited (queued) keeps saying why it waited
+        error_details = CASE WHEN j.error_details ? 'queued_because'
+            THEN jsonb_build_object('queued_because', j.error_details -> 'queued_because')
+                 || coalesce(o.error_details, '{}'::jsonb)
+            ELSE o.error_details END,
         metadata = o.metadata
     FROM outcome o
     WHERE j.execution_id = o.execution_id AND j.status = 'running'
@@ -131,3 +136,105 @@ WHERE f.status IN ('failed', 'timed_out')
       SELECT 1 FROM job_executions n
       WHERE n.schedule_id = f.schedule_id AND n.scheduled_for = f.scheduled_for
         AND n.attempt = f.attempt + 1);
+
+-- name: lock_schedule_queue
+-- Serialise the writers of one schedule's queue for the rest of the transaction (the
+-- buffer limit is counted, then kept, by whoever holds it).
+SELECT pg_advisory_xact_lock(8008, hashtext(%(schedule_id)s::text)) AS locked;
+
+-- name: queued_count
+-- How many live (not backfill) occurrences of one schedule wait as 'queued'.
+SELECT count(*) AS waiting FROM job_executions
+WHERE schedule_id = %(schedule_id)s AND status = 'queued' AND trigger <> 'backfill';
+
+-- name: queued_counts
+-- The same for many schedules at once (those absent wait for nothing).
+SELECT schedule_id, count(*) AS waiting FROM job_executions
+WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND status = 'queued'
+  AND trigger <> 'backfill'
+GROUP BY schedule_id;
+
+-- name: queue_occurrence
+-- Record an occurrence as 'queued' (waiting for an earlier run), fenced like a claim; takes
+-- over a 'skipped' row as a claim does, never any other row.
+INSERT INTO job_executions (
+    execution_id, schedule_id, job_id, domain, domain_config_id, status, started_at,
+    scheduled_for, attempt, instance_id, fencing_token, trigger, error_message, error_details)
+VALUES (
+    %(execution_id)s, %(schedule_id)s, %(job_id)s, %(domain)s, %(domain_config_id)s, 'queued',
+    now(), %(scheduled_for)s, %(attempt)s, %(instance_id)s, nextval('job_fencing_seq'),
+    %(trigger)s, %(error_message)s, %(error_details)s)
+ON CONFLICT (schedule_id, scheduled_for, attempt) DO UPDATE
+SET execution_id = EXCLUDED.execution_id, status = 'queued', started_at = now(),
+    completed_at = NULL, duration_seconds = NULL, instance_id = EXCLUDED.instance_id,
+    fencing_token = EXCLUDED.fencing_token, trigger = EXCLUDED.trigger,
+    error_message = EXCLUDED.error_message, error_details = EXCLUDED.error_details
+WHERE job_executions.status = 'skipped'
+RETURNING execution_id;
+
+-- name: queue_heads
+-- The queue's heads: per schedule, its waiting rows in order (live occurrences before a
+-- backfill's, then by occurrence), the first %(heads)s of each, with how many backfill runs of
+-- the schedule are going.
+WITH waiting AS (
+    SELECT execution_id, schedule_id, scheduled_for, attempt, trigger, job_id,
+           row_number() OVER (
+               PARTITION BY schedule_id ORDER BY (trigger = 'backfill'), scheduled_for, attempt
+           ) AS place
+    FROM job_executions
+    WHERE status = 'queued' AND schedule_id IS NOT NULL
+)
+SELECT w.*,
+       (SELECT count(*) FROM job_executions r
+        WHERE r.schedule_id = w.schedule_id AND r.status = 'running'
+          AND r.trigger = 'backfill') AS backfill_running
+FROM waiting w
+WHERE w.place <= %(heads)s
+ORDER BY w.place, w.scheduled_for
+LIMIT %(limit)s;
+
+-- name: start_queued
+-- A queued row becomes 'running' for the instance holding its schedule's lock: a fresh fencing
+-- number, started now. Only one instance can: the row must still be 'queued'.
+UPDATE job_executions
+SET status = 'running', started_at = now(), instance_id = %(instance_id)s,
+    fencing_token = nextval('job_fencing_seq'), error_message = NULL,
+    error_details = jsonb_build_object('queued_because', error_message)
+WHERE execution_id = %(execution_id)s AND status = 'queued'
+RETURNING execution_id, fencing_token, started_at;
+
+-- name: drop_queued
+-- A queued row whose schedule is gone or disabled: recorded skipped, saying why.
+UPDATE job_executions
+SET status = 'skipped', completed_at = now(), duration_seconds = 0,
+    error_message = %(reason)s
+WHERE execution_id = %(execution_id)s AND status = 'queued'
+RETURNING execution_id;
+
+-- name: occurrence_attempts
+-- A backfill's view of one schedule's occurrences in [start, end): per occurrence its latest
+-- attempt and that attempt's status, and whether any row of it ran (or is running or queued).
+SELECT scheduled_for, max(attempt) AS latest_attempt,
+       (array_agg(status ORDER BY attempt DESC))[1] AS latest_status,
+       bool_or(status <> 'skipped') AS ran
+FROM job_executions
+WHERE schedule_id = %(schedule_id)s AND scheduled_for >= %(start)s AND scheduled_for < %(end)s
+GROUP BY scheduled_for;
+
+-- name: queue_backfill
+-- A backfill's occurrences (a JSON array), each a 'queued' row with trigger 'backfill', fenced;
+-- one that already has a row at that attempt (a concurrent backfill) is left alone.
+WITH wanted AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS w(
+        execution_id uuid, scheduled_for timestamptz, attempt int)
+)
+INSERT INTO job_executions (
+    execution_id, schedule_id, job_id, domain, domain_config_id, status, started_at,
+    scheduled_for, attempt, instance_id, fencing_token, trigger, error_message)
+SELECT execution_id, %(schedule_id)s, %(job_id)s, %(domain)s, %(domain_config_id)s, 'queued',
+       now(), scheduled_for, attempt, %(instance_id)s, nextval('job_fencing_seq'), 'backfill',
+       %(reason)s
+FROM wanted
+ORDER BY scheduled_for, attempt
+ON CONFLICT (schedule_id, scheduled_for, attempt) DO NOTHING
+RETURNING execution_id, scheduled_for, attempt;

@@ -1,7 +1,7 @@
 -- name: insert_request
 -- A CLI request for the live daemons.
-INSERT INTO run_requests (kind, schedule_id, execution_id)
-VALUES (%(kind)s, %(schedule_id)s, %(execution_id)s)
+INSERT INTO run_requests (kind, schedule_id, execution_id, reason)
+VALUES (%(kind)s, %(schedule_id)s, %(execution_id)s, %(reason)s)
 RETURNING *;
 
 -- name: get_request

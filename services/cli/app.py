@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from services.cli import audit, migrate, pause, runs, schedules, serve, sync, tokens
+from services.cli import audit, backfill, migrate, pause, runs, schedules, serve, sync, tokens
 from services.cli.common import EXIT_OK, fail
 from services.errors import ConfigurationError, SchedulerError
 
@@ -69,6 +69,7 @@ def build_parser(daemon: Daemon) -> argparse.ArgumentParser:
     _add_run(subparsers, daemon.run)
     schedules.register(subparsers)
     pause.register(subparsers)
+    backfill.register(subparsers)
     runs.register(subparsers, trigger_locally=daemon.trigger_locally)
     tokens.register(subparsers)
     audit.register(subparsers)

@@ -91,6 +91,7 @@ def register(
             "abandoned",
             "cancelled",
             "skipped",
+            "queued",
         ],
     )
     p.add_argument("--hours", type=float, default=None)

@@ -2,8 +2,8 @@
 
 One Redis round trip takes the locks of all occurrences due together; for those found taken, one
 more asks who holds them. A holder running this very occurrence (another instance) is a quiet
-conflict; a holder running an earlier occurrence is an overlap, recorded skipped; Redis down
-means skipped too: a run never starts without its lock.
+conflict; a holder running an earlier occurrence is an overlap, which the schedule's overlap
+policy settles (`engine/overlap.py`); Redis down means skipped: a run never starts without its lock.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import redis
 from services.clock import Clock
 from services.engine.runs import ActiveRun
 from services.errors import LockUnavailable, SkipOccurrence
-from services.lock.keys import schedule_lock_key
+from services.lock.keys import occurrence_lock_key, schedule_lock_key
 from services.lock.lock import DistributedLock, acquire_many, holders_many
 from services.log import get_logger
 from services.metrics import Metrics
 from services.model.occurrence import Occurrence, lock_token, token_occurrence
+from services.model.overlap import OverlapPolicy
 from services.ops.timer import TimerThread
 
 log = get_logger(__name__)
@@ -33,6 +34,14 @@ class LockVerdict:
     held: list[Candidate] = field(default_factory=list)
     skipped: list[tuple[Candidate, str, str]] = field(default_factory=list)  # reason, kind
     elsewhere: list[Candidate] = field(default_factory=list)  # this occurrence, another holder
+    # an earlier run of the schedule holds its lock: (candidate, the holder's token)
+    overlapped: list[tuple[Candidate, str]] = field(default_factory=list)
+
+
+class _Overlap(Exception):
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
 
 
 class LockGate:
@@ -57,9 +66,13 @@ class LockGate:
 
     def lock_for(self, active: ActiveRun) -> DistributedLock:
         occ = active.occurrence
+        if occ.loaded.spec.overlap_policy is OverlapPolicy.ALLOW_ALL:  # runs may overlap
+            key = occurrence_lock_key(occ.loaded.schedule_id, occ.scheduled_for, self.prefix)
+        else:
+            key = schedule_lock_key(occ.loaded.schedule_id, self.prefix)
         active.lock = DistributedLock(
             self.redis,
-            schedule_lock_key(occ.loaded.schedule_id, self.prefix),
+            key,
             self.ttl,
             self.instance_id,
             token=lock_token(self.instance_id, active.execution_id, occ),
@@ -92,6 +105,8 @@ class LockGate:
                     verdict.elsewhere.append(candidate)
             except SkipOccurrence as skip:
                 verdict.skipped.append((candidate, skip.reason, skip.kind))
+            except _Overlap as overlap:
+                verdict.overlapped.append((candidate, overlap.holder))
         return verdict
 
     def _settle_busy(
@@ -99,8 +114,8 @@ class LockGate:
     ) -> bool:
         """A lock found taken, and its holder. True: taken by us after all (the holder released
         it in between; two more tries). False: held for this very occurrence, by another
-        instance (quiet). SkipOccurrence: it cannot run now (Redis down, or an earlier run of the
-        schedule still holds the lock)."""
+        instance (quiet). SkipOccurrence: it cannot run now (Redis down). _Overlap: an earlier
+        run of the schedule still holds the lock."""
         tries = 2
         while True:
             if isinstance(holder, LockUnavailable):
@@ -109,9 +124,7 @@ class LockGate:
                 self.metrics.lock_conflicts.inc()
                 if _same_occurrence(holder, lock, occ):
                     return False
-                raise SkipOccurrence(
-                    f"lock {lock.key} is still held by an earlier run ({holder})", "overlap"
-                )
+                raise _Overlap(holder)  # the schedule's overlap policy decides (engine/overlap.py)
             if tries == 0:
                 return False
             tries -= 1

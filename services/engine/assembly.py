@@ -18,9 +18,11 @@ from services.clock import Clock
 from services.config import Settings
 from services.engine.firing import FiringPolicy
 from services.engine.handlers import HandlerRegistry, build_handler_registry
+from services.engine.overlap import OverlapDoor
 from services.engine.parking import ParkingLot
 from services.engine.pause import PauseSwitch
 from services.engine.pipeline import RunPipeline
+from services.engine.queue import QueueStarter
 from services.engine.recheck import Rechecks
 from services.engine.retries import RetryScheduler
 from services.engine.runner import JobRunner
@@ -31,6 +33,8 @@ from services.model.retry import RetryPolicy
 from services.ops.timer import TimerThread
 from services.scheduling.jobs import JobTable
 from services.store.executions import ExecutionStore
+from services.store.queue import QueueStore
+from services.store.run_requests import RunRequestStore
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Engine:
     firing: FiringPolicy
     handlers: HandlerRegistry
     pause: PauseSwitch
+    queue: QueueStarter
 
 
 def build_engine(
@@ -93,6 +98,15 @@ def build_engine(
         park=parking.park,
         pause_reason=pause.skip_reason,
     )
+    queue_store = QueueStore(store.db, s.instance_id)
+    runner.overlap = OverlapDoor(
+        queue_store,
+        instance_id=s.instance_id,
+        metrics=metrics,
+        skip=runner.skip,
+        cancel_local=runner.cancel,
+        request_cancel=RunRequestStore(store.db).request_cancel,
+    )
     rechecks = Rechecks(store, runner, jobs, timer, stop)
     runner.recheck = rechecks.later  # the one loop: a recheck runs through it
     pipeline = RunPipeline(runner, max_workers, clock=clock)
@@ -106,4 +120,13 @@ def build_engine(
         max_instances=s.job_max_instances,
     )
     jobs.route(dispatch=firing.dispatch, on_overlap=firing.on_overlap)
-    return Engine(catalog, jobs, retries, parking, runner, pipeline, firing, handlers, pause)
+    queue = QueueStarter(
+        queue_store,
+        runner,
+        pipeline,
+        catalog=catalog,
+        read_schedule=read_schedule,
+        backfill_concurrency=s.backfill_concurrency,
+        clock=clock,
+    )
+    return Engine(catalog, jobs, retries, parking, runner, pipeline, firing, handlers, pause, queue)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +20,7 @@ from services.engine.pipeline import RunPipeline
 from services.engine.runner import JobRunner
 from services.errors import ScheduleNotFound
 from services.model.occurrence import LoadedSchedule, Occurrence, RunReport, ScheduleCatalog
+from services.model.overlap import OverlapPolicy
 from services.model.records import Schedule
 from services.model.vocabulary import RunTrigger
 
@@ -80,6 +82,12 @@ class FiringPolicy:
     def on_overlap(self, job: Any, run_times: list[datetime]) -> None:
         loaded = self.catalog.get(UUID(str(job.args[0]))) if job.args else None
         if loaded is None:
+            return
+        if loaded.spec.overlap_policy is not OverlapPolicy.SKIP:
+            # The schedule's overlap policy decides at the lock, as for a run on another
+            # instance (engine/overlap.py); the executor's slot stays with the earlier run.
+            for occ, skip in self.fire(str(loaded.schedule_id), run_times):
+                self.pipeline.submit(replace(occ, job_id=job.id), skip=skip)
             return
         for moment in run_times:
             self.runner.skip(

@@ -91,6 +91,21 @@ class RunPipeline:
         if dropped:
             _call(done)
 
+    def reserve(self, count: int) -> int:
+        """Take up to `count` free slots for runs begun elsewhere (the queue loop); returns
+        how many. Each must be given back (`release`) or used (`run_begun`)."""
+        with self._wake:
+            taken = 0 if self._stopping else max(0, min(count, self._free_slots))
+            self._free_slots -= taken
+            return taken
+
+    def release(self, slots: int) -> None:
+        self._free(slots)
+
+    def run_begun(self, begun: Begun) -> None:
+        """A begun run (its slot reserved) to a worker; its end goes to the completer."""
+        self._tasks.put(_WorkerTask(self, begun, None))
+
     def queued(self) -> int:
         with self._wake:
             return len(self._queue)

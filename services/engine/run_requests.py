@@ -54,7 +54,7 @@ class RequestProcessor:
             return
         for request in self.requests.open_cancels_for(active):
             assert request.execution_id is not None  # a cancel always names its run
-            found = self.runner.cancel(request.execution_id, "cancel_requested")
+            found = self.runner.cancel(request.execution_id, request.reason or "cancel_requested")
             log.info("requests.cancel", execution_id=str(request.execution_id), found=found)
             self._complete(request.request_id, "cancel signalled" if found else "not running")
 

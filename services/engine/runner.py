@@ -18,7 +18,9 @@ import redis
 
 from services.clock import Clock
 from services.engine.admission import Candidate, LockGate
-from services.engine.handlers import HandlerRegistry, JobContext, JobOutcome, UnknownJobType
+from services.engine.handler_call import call_handler
+from services.engine.handlers import HandlerRegistry, JobOutcome
+from services.engine.overlap import OverlapDoor
 from services.engine.runs import ActiveRun, Begun, Ended, final_status
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.lock.lock import DistributedLock, release_many
@@ -79,6 +81,8 @@ class JobRunner:
         self.park = park
         self.recheck = recheck
         self.pause_reason = pause_reason  # the global pause (engine/pause.py)
+        self.overlap: OverlapDoor | None = None  # the overlap policies (engine/overlap.py)
+        self.after_complete: Callable[[], None] = lambda: None  # wakes the queue loop
         self._active: dict[UUID, ActiveRun] = {}
         self._active_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -171,6 +175,8 @@ class JobRunner:
                 active = ActiveRun(uuid4(), occ)
                 candidates.append((i, active, self.gate.lock_for(active)))
         held = self._acquire_all(candidates, answers)
+        if held and self.overlap is not None:
+            held = self.overlap.admit(held, answers)  # live occurrences already waiting go first
         if held:
             self._claim_all(held, answers)
         assert all(answer is not None for answer in answers)
@@ -183,6 +189,9 @@ class JobRunner:
         verdict = self.gate.acquire_all(candidates)
         for (i, active, _), reason, kind in verdict.skipped:
             answers[i] = self.skip(active.occurrence, reason, kind)
+        for (i, active, lock), holder in verdict.overlapped:
+            assert self.overlap is not None, "build_engine gives every runner its overlap door"
+            answers[i] = self.overlap.on_overlap(active, lock, holder)
         for i, active, _ in verdict.elsewhere:
             # Another instance holds this very occurrence. Should it die before claiming it,
             # the occurrence would vanish: look again once its lock must have expired.
@@ -253,7 +262,9 @@ class JobRunner:
             lateness_s=round(lateness, 3),
         )
         try:
-            outcome = self._call_handler(active, claim, timeout)
+            outcome = call_handler(
+                self.handlers, self.store, self.default_job_type, active, claim, timeout
+            )
         except Exception as exc:  # a handler bug must still end in a recorded result
             log.exception("run.handler_crashed", schedule_id=str(schedule.schedule_id))
             outcome = JobOutcome.failure(type(exc).__name__, str(exc), retryable=False)
@@ -283,7 +294,15 @@ class JobRunner:
                 and not self._stopping.is_set()
             ):
                 self.schedule_retry(*retry)
+        self.after_complete()
         return reports
+
+    def adopt(self, active: ActiveRun, claim: Claim, lock: DistributedLock) -> Begun:
+        """A queued occurrence this instance started (engine/queue.py): now one of its runs."""
+        with self._active_lock:
+            self._active[active.execution_id] = active
+        self.metrics.running_executions.inc()
+        return Begun(active, claim, lock)
 
     def _final_result(self, ended: Ended) -> FinalResult:
         occ = ended.begun.active.occurrence
@@ -361,35 +380,6 @@ class JobRunner:
             attempt=occ.attempt,
         )
         return RunReport(None, "parked", "waiting for PostgreSQL")
-
-    def _call_handler(self, active: ActiveRun, claim: Claim, timeout: float) -> JobOutcome:
-        occ = active.occurrence
-        schedule = occ.loaded.schedule
-        job_type = schedule.job_type or self.default_job_type
-        try:
-            handler = self.handlers.get(job_type)
-            payload = dict(schedule.payload) if isinstance(schedule.payload, dict) else {}
-            if schedule.profile_id is not None:
-                payload = {**self.store.profile_settings(schedule.profile_id), **payload}
-        except (UnknownJobType, DatabaseUnavailable, DatabaseError) as exc:
-            return JobOutcome.failure(type(exc).__name__, str(exc), retryable=False)
-        ctx = JobContext(
-            execution_id=claim.execution_id,
-            schedule_id=schedule.schedule_id,
-            domain_config_id=schedule.domain_config_id,
-            domain=schedule.domain,
-            profile_id=schedule.profile_id,
-            scheduled_for=occ.scheduled_for,
-            attempt=occ.attempt,
-            job_type=job_type,
-            payload=payload,
-            timeout=timeout,
-            cancel_event=active.cancel_event,
-            log=log.bind(
-                schedule_id=str(schedule.schedule_id), execution_id=str(claim.execution_id)
-            ),
-        )
-        return handler.run(ctx)
 
 
 _RETRYABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})

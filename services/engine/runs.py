@@ -75,6 +75,8 @@ def final_status(
         elif reason == "timeout":
             status = ExecutionStatus.TIMED_OUT
             message = "the run did not finish within its time-out"
+        elif reason is not None and reason.startswith("replaced by"):
+            message = reason  # a newer occurrence took its place (engine/overlap.py)
         else:
             message = message or "cancelled on request"
     return status, message, details

@@ -11,8 +11,9 @@ Shapes (contract, DESIGN.md "frequency and time_config"); keys outside them are 
     weekly    {"day": "monday"} or {"days": ["mon", "thu"]}, plus hour and minute as for daily
     monthly   {"day": 1..31 | "last"}, plus hour and minute as for daily; short months are skipped
 
-Every shape also takes timezone, jitter, start_date, end_date, timeout_seconds, max_retries and
-misfire_grace_time; a null value counts as absent (so a null required key is missing). Integers
+Every shape also takes timezone, jitter, start_date, end_date, timeout_seconds, max_retries,
+misfire_grace_time, overlap_policy (`model.overlap`) and max_buffered; a null value counts as
+absent (so a null required key is missing). Integers
 are JSON integers (true is not 1, 2.0 is not 2). Naive dates are wall times in the schedule's zone
 (resolved by the wall-clock rules of `model.wallclock`); start_date and run_at are rounded up and
 end_date down to whole seconds, so no fire time oversteps them. The interval anchor is start_date,
@@ -36,6 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.errors import InvalidScheduleError
 from services.model.cron_rule import HashedCron
+from services.model.overlap import DEFAULT_MAX_BUFFERED, MAX_BUFFERED, OverlapPolicy, read_policy
 from services.model.shapes import SHAPES, Reader, got, round_up
 from services.model.wallclock import (
     WallRule,
@@ -50,6 +52,8 @@ COMMON_KEYS = (
     "timeout_seconds",
     "max_retries",
     "misfire_grace_time",
+    "overlap_policy",
+    "max_buffered",
 )
 SHAPE_KEYS: dict[str, tuple[str, ...]] = {
     "cron": ("expression",),
@@ -82,6 +86,8 @@ class ScheduleSpec:
     timeout_seconds: float | None = None
     max_retries: int | None = None
     misfire_grace_time: float | None = None  # None = the daemon's default
+    overlap_policy: OverlapPolicy = OverlapPolicy.SKIP  # an earlier run still going (model.overlap)
+    max_buffered: int = DEFAULT_MAX_BUFFERED  # buffer_all: at most this many waiting
     schedule_id: str = ""  # seeds the deterministic jitter
     anchor: datetime | None = None  # interval phase: start_date, else created_at
     rule: WallRule | None = None  # cron (a HashedCron only in a shared template), hourly, ...
@@ -150,6 +156,8 @@ def _read(
     max_retries = r.integer("max_retries", 0, MAX_RETRIES)
     timeout = r.number("timeout_seconds", 0, inclusive=False, high=MAX_TIMEOUT)
     grace = r.number("misfire_grace_time", 0, inclusive=True, high=MAX_GRACE)
+    policy = read_policy(time_config.get("overlap_policy"), r.problems)
+    max_buffered = r.integer("max_buffered", 1, MAX_BUFFERED, default=DEFAULT_MAX_BUFFERED)
     start, end = r.date("start_date"), r.date("end_date")
     if start is not None and end is not None and end <= start:
         r.problems.append(
@@ -180,6 +188,8 @@ def _read(
         timeout_seconds=timeout,
         max_retries=max_retries,
         misfire_grace_time=grace,
+        overlap_policy=policy,
+        max_buffered=max_buffered or DEFAULT_MAX_BUFFERED,
         anchor=start,
         rule=shape.rule,
         period=shape.period,

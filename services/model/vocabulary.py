@@ -13,6 +13,7 @@ class ExecutionStatus(StrEnum):
     ABANDONED = "abandoned"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    QUEUED = "queued"  # waiting for an earlier run of its schedule (overlap policy, backfill)
 
 
 class RunTrigger(StrEnum):
@@ -20,6 +21,7 @@ class RunTrigger(StrEnum):
     MANUAL = "manual"
     RETRY = "retry"
     CATCHUP = "catchup"
+    BACKFILL = "backfill"
 
 
 class ScheduleSource(StrEnum):
@@ -44,7 +46,8 @@ class TokenRole(StrEnum):
 
 # What the statistics count. A run happened and has an outcome; `cancelled` counts (it ran, then
 # was stopped on request) but is neither a success nor a failure, so it lowers success_rate
-# without raising `failed`. `skipped` (never ran) and `running` (no outcome yet) are not runs.
+# without raising `failed`. `skipped` (never ran), `queued` (not yet run) and `running` (no
+# outcome yet) are not runs.
 RUN_STATUSES = frozenset(
     {
         ExecutionStatus.COMPLETED,

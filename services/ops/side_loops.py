@@ -1,6 +1,6 @@
 """The daemon's side loops, each a named ServiceThread: the pause switch, heartbeat, reaper,
-retry recovery, result writer, history and audit pruners, run requests and (when configured) the
-API sync."""
+retry recovery, result writer, history and audit pruners, run requests, the overlap queue and
+(when configured) the API sync."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from services.engine.assembly import Engine
 from services.engine.liveness import Heartbeat, Reaper
 from services.engine.parking import ResultWriter
 from services.engine.pause import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
+from services.engine.queue import POLL_SECONDS as QUEUE_POLL_SECONDS
 from services.engine.retry_recovery import RetryRecovery
 from services.engine.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
 from services.engine.run_requests import RequestProcessor
@@ -119,8 +120,13 @@ def build_side_loops(
         ("history-pruner", history.step, 3600.0),
         ("audit-pruner", audit.step, 3600.0),
         ("run-requests", requests.process, REQUEST_POLL_SECONDS),
+        ("overlap-queue", engine.queue.step, QUEUE_POLL_SECONDS),
     ]
     if periodic_sync and s.api_url:
         loops.append(("api-sync", api_sync.step, api_sync_interval))
     threads = {name: ServiceThread(name, step, period, stop) for name, step, period in loops}
+    # A run that ends here, or an occurrence queued here, wakes the queue loop at once.
+    engine.runner.after_complete = threads["overlap-queue"].poke
+    if engine.runner.overlap is not None:
+        engine.runner.overlap.poke = threads["overlap-queue"].poke
     return SideLoops(heartbeat, retry_recovery, api_sync, requests, threads)

@@ -31,6 +31,7 @@ class RunRequest:
     claimed_at: datetime | None = None
     done_at: datetime | None = None
     result: str | None = None
+    reason: str | None = None  # a cancel's why, for the stopped run's row (migration 008)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunRequest:
@@ -52,14 +53,24 @@ class RunRequestStore:
         """Ask any live instance to run `schedule_id` now (a NOTIFY wakes them)."""
         return self._insert("trigger", schedule_id=schedule_id)
 
-    def request_cancel(self, execution_id: UUID) -> RunRequest:
-        """Ask the instance running `execution_id` to stop it."""
-        return self._insert("cancel", execution_id=execution_id)
+    def request_cancel(self, execution_id: UUID, reason: str | None = None) -> RunRequest:
+        """Ask the instance running `execution_id` to stop it (`reason`: why, for its row)."""
+        return self._insert("cancel", execution_id=execution_id, reason=reason)
 
     def _insert(
-        self, kind: str, *, schedule_id: UUID | None = None, execution_id: UUID | None = None
+        self,
+        kind: str,
+        *,
+        schedule_id: UUID | None = None,
+        execution_id: UUID | None = None,
+        reason: str | None = None,
     ) -> RunRequest:
-        params = {"kind": kind, "schedule_id": schedule_id, "execution_id": execution_id}
+        params = {
+            "kind": kind,
+            "schedule_id": schedule_id,
+            "execution_id": execution_id,
+            "reason": reason,
+        }
         request = self._one("insert_request", params)
         assert request is not None  # INSERT ... RETURNING always returns its row
         return request

@@ -17,12 +17,15 @@ from services.model.catalog import Catalog
 from services.model.fire_times import fire_times
 from services.model.records import Schedule
 from services.model.schedule_config import CONFIG_FIELDS
+from services.store.backfill import Backfill
 from services.store.schedule_pages import ScheduleFilter
 from services.web.auth import Reader, Writer
 from services.web.context import ApiContext, api_context
 from services.web.merge_patch import merge_patch
 from services.web.problems import API_STATUSES, ETAG_HEADER, Problem, problem_responses
 from services.web.schemas import (
+    BackfillIn,
+    BackfillOut,
     BulkCreated,
     BulkCreateIn,
     BulkDone,
@@ -329,3 +332,17 @@ def resume_schedule(
 ) -> dict[str, Any]:
     schedule = context.schedules.resume_schedule(schedule_id, actor=caller.actor)
     return detail(context, schedule, response)
+
+
+@router.post(
+    "/{schedule_id}/backfill",
+    response_model=BackfillOut,
+    summary="queue the schedule's occurrences in [from, to) to run again (trigger='backfill')",
+    responses=problem_responses(404),
+)
+def backfill(
+    context: Context, caller: Writer, schedule_id: UUID, body: BackfillIn
+) -> dict[str, Any]:
+    runner = Backfill(context.schedules.db, context.schedules, f"api:{caller.name}")
+    result = runner.run(schedule_id, body.start, body.end, body.mode, dry_run=body.dry_run)
+    return result.to_dict()

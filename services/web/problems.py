@@ -23,6 +23,7 @@ from services.errors import (
     DatabaseError,
     DatabaseUnavailable,
     ExecutionNotFound,
+    InvalidBackfill,
     InvalidCursor,
     InvalidPauseRequest,
     InvalidScheduleError,
@@ -51,6 +52,7 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (InvalidScheduleError, 422),
     (InvalidTokenRequest, 422),
     (InvalidPauseRequest, 422),
+    (InvalidBackfill, 422),
     (TokenExists, 409),
     (CreatorLimitReached, 429),
     (InvalidCursor, 400),
@@ -182,6 +184,9 @@ def _scheduler_error(exc: SchedulerError) -> JSONResponse:
     if isinstance(exc, InvalidScheduleError):
         errors = schedule_errors(exc)
         detail = exc.reason  # word for word what the watcher writes into last_error
+    elif isinstance(exc, InvalidBackfill):
+        errors = [{"field": exc.field, "message": exc.reason}]
+        detail = exc.reason
     elif isinstance(exc, BulkInvalid):
         for index, item in exc.problems:
             errors += schedule_errors(item, prefix=f"items[{index}].")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -233,3 +233,30 @@ class AuditOut(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditOut]
     next_cursor: str | None
+
+
+class BackfillIn(_In):
+    """POST /api/v1/schedules/{id}/backfill: the occurrences in [from, to) to run again."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    start: datetime = Field(alias="from", description="ISO 8601 with a zone; included")
+    end: datetime = Field(alias="to", description="ISO 8601 with a zone; excluded")
+    mode: Literal["missing", "failed", "all"] = "missing"
+    dry_run: bool = False
+
+
+class BackfillOccurrence(BaseModel):
+    scheduled_for: str
+    attempt: int
+    execution_id: str | None  # None in a dry run (or queued meanwhile by another backfill)
+
+
+class BackfillOut(BaseModel):
+    schedule_id: str
+    mode: str
+    dry_run: bool
+    considered: int  # the schedule's fire times in the range
+    queued: int
+    occurrences: list[BackfillOccurrence]
+
+    model_config = ConfigDict(populate_by_name=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli.common import EXIT_OK, EXIT_USAGE, fail, print_json, print_table
 from services.cli import local_token
+from services.cli.common import EXIT_OK, EXIT_USAGE, fail, print_json, print_table
 from services.cli.context import tokens
 from services.errors import InvalidTokenRequest, TokenNotFound
 from services.model.vocabulary import TokenRole

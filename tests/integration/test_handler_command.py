@@ -264,3 +264,45 @@ def test_command_dies_with_its_daemon(tmp_path: Path) -> None:
         daemon.send_signal(signal.SIGKILL)
         daemon.wait()
     assert_all_gone([command_pid])
+
+
+def start_daemon(mode: str, folder: Path) -> subprocess.Popen[bytes]:
+    """tests/support/command_daemon.py in MODE, writing into `folder` (its output in `output`)."""
+    with (folder / "output").open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.support.command_daemon", mode, str(folder)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def kill_daemon(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+
+
+def test_the_whole_session_dies_with_its_daemon(tmp_path: Path) -> None:
+    # The leader, a child in its group, one in a group of its own (same session) and one that
+    # started a session of its own but kept the lifeline: all gone once the daemon is killed.
+    daemon = start_daemon("session", tmp_path)
+    try:
+        pids = read_pids(tmp_path / "pids", 4, timeout=20)
+        wait_until(lambda: all(alive(pid) for pid in pids), 5, "the command's processes")
+    finally:
+        kill_daemon(daemon)
+    assert_all_gone(pids)
+    (warden,) = read_pids(tmp_path / "warden", 1)
+    assert_all_gone([warden])  # its work done, the warden exits too
+    assert "command-warden: daemon" in (tmp_path / "output").read_text()
+
+
+def test_a_run_never_forks_the_daemon() -> None:
+    # A preexec_fn makes CPython fork() the whole daemon and run Python in the child; the fork
+    # hooks run then. Without one it spawns with vfork() and they never run.
+    forks: list[int] = []
+    os.register_at_fork(before=lambda: forks.append(1))
+    outcome = run(["sh", "-c", "sleep 0 & exit 0"], ["sh"])
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome
+    assert forks == []

@@ -1,22 +1,24 @@
-"""The `command` job: run an allowlisted program (never a shell) in its own process group.
+"""The `command` job: run an allowlisted program (never a shell) in a session of its own.
 
-The group is the unit of ownership: a time-out or a cancel kills all of it, and whatever the
+The process group is the unit of ownership: a time-out or a cancel kills all of it, and whatever the
 command left running in it is killed when it exits, so nothing keeps working after its run
-(and its lock) ended. On Linux the child also gets a parent-death signal.
+(and its lock) ended. If the daemon itself dies, even by SIGKILL, the command warden (warden.py)
+kills the command's whole session.
+
+No `preexec_fn`: with one, CPython must fork() the whole daemon for every run (its cost grows
+with the daemon's memory) and run Python code in the child, which is unsafe in a threaded
+program. Without one, `start_new_session` and `pass_fds` included, it uses vfork().
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
 
 from services.clock import SYSTEM_CLOCK, Clock
@@ -28,10 +30,10 @@ from services.engine.handlers.base import (
     run_guarded,
     tail,
 )
+from services.engine.handlers.warden import CommandWarden, shared_warden
 from services.model.vocabulary import ExecutionStatus
 
 EX_TEMPFAIL = 75
-_PR_SET_PDEATHSIG = 1
 # The wait loop starts polling fast (short commands finish with little delay) and backs off.
 _POLL_FIRST_S = 0.001
 _POLL_S = 0.05
@@ -39,34 +41,9 @@ _POLL_S = 0.05
 # that escaped the group with setsid may hold the pipe); they end when it closes.
 _READER_JOIN_S = 1.0
 
-# Loaded once in the parent: the child between fork and exec must not load libraries.
-_LIBC = (
-    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
-)
-
-
 DAEMON_SECRET_VARIABLES = frozenset(
     {"DATABASE_URL", "REDIS_URL", "REDIS_PASSWORD", "API_TOKEN", "TEST_DATABASE_URL"}
 )
-
-
-def _parent_death_signal(parent_pid: int) -> Callable[[], None] | None:
-    """A preexec_fn that makes the kernel SIGKILL the child when its parent goes away.
-
-    PDEATHSIG follows the *thread* that forked the child, not the process: it is safe here
-    because the runner's worker threads live as long as the daemon.
-    """
-    libc = _LIBC
-    if libc is None:
-        return None
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        # The parent may have died before prctl took effect: then no signal would ever come.
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
 
 
 class _Tail:
@@ -115,11 +92,18 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 class CommandHandler:
     def __init__(
-        self, *, allowlist: Sequence[str], kill_grace: float = 2.0, clock: Clock = SYSTEM_CLOCK
+        self,
+        *,
+        allowlist: Sequence[str],
+        kill_grace: float = 2.0,
+        clock: Clock = SYSTEM_CLOCK,
+        warden: CommandWarden | None = None,
     ) -> None:
         self._clock = clock
         self._allowlist = tuple(entry for entry in (e.strip() for e in allowlist) if entry)
         self._kill_grace = kill_grace
+        self._warden = shared_warden() if warden is None else warden
+        self._warden.check_supported()  # built at start-up: a missing warden is said then, once
 
     def run(self, ctx: JobContext) -> JobOutcome:
         return run_guarded(ctx, "command", self._run)
@@ -183,21 +167,13 @@ class CommandHandler:
         started = self._clock.monotonic()
         deadline = started + ctx.timeout
         try:
-            proc = subprocess.Popen(
-                argv,
-                executable=executable,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._environment(ctx),
-                start_new_session=True,
-                preexec_fn=_parent_death_signal(os.getpid()),
-            )
+            proc = self._spawn(argv, executable, self._environment(ctx))
         except OSError as exc:
             ctx.log.warning("handler.command.start_failed", program=argv[0], error=str(exc))
             return JobOutcome.failure(
                 "start_failed", f"command {argv[0]!r} could not start: {exc}", retryable=False
             )
+        self._warden.watch(proc.pid)
         assert proc.stdout is not None and proc.stderr is not None
         stdout, stderr = _Tail(proc.stdout), _Tail(proc.stderr)
         ctx.log.debug("handler.command.started", program=argv[0], pid=proc.pid)
@@ -210,6 +186,7 @@ class CommandHandler:
             # Anything the command left in its group dies with the run; the leader is not yet
             # reaped, so its pid still names this group. Also runs if waiting itself failed.
             _signal_group(proc.pid, signal.SIGKILL)
+            self._warden.forget(proc.pid)  # before the reap, while the id names this session only
             returncode = proc.wait()
         for reader in (stdout, stderr):
             reader.thread.join(_READER_JOIN_S)
@@ -221,6 +198,21 @@ class CommandHandler:
             duration_s=round(duration, 3),
         )
         return self._outcome(argv[0], returncode, stop, stdout, stderr, ctx.timeout)
+
+    def _spawn(
+        self, argv: list[str], executable: str, env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        """The child, leader of a new session, holding the warden's lifeline from its creation."""
+        return subprocess.Popen(
+            argv,
+            executable=executable,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+            pass_fds=self._warden.lifeline(),
+        )
 
     def _wait(self, pid: int, deadline: float, cancel: threading.Event) -> ExecutionStatus | None:
         """Waits for the leader to exit; TIMED_OUT or CANCELLED when the run must stop first."""

@@ -47,7 +47,12 @@ from services.store.scheduler_state import SchedulerStateStore
 from services.store.schedules import ScheduleRepository
 from services.sync.service import zero_counts
 from services.watch.assembly import build_watch
-from services.web.assembly import api_context, build_web_server, open_api_pool
+from services.web.assembly import (
+    DAEMON_API_THREADS,
+    api_context,
+    build_web_server,
+    open_api_pool,
+)
 from services.web.server import WebServer
 
 log = get_logger(__name__)
@@ -246,6 +251,7 @@ class EnhancedScheduler:
             clock=self.clock,
             api=api,
             closers=[api_db.close],
+            worker_threads=DAEMON_API_THREADS,
         )
 
     def _stop_health(self) -> None:

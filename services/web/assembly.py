@@ -25,6 +25,11 @@ from services.web.server import WebServer
 # connection a run is waiting for; a request waits at most this long for one.
 API_POOL_SIZE = 4
 API_POOL_TIMEOUT = 5.0
+# How many API requests run at once. In the daemon, few: each one competes with the firing
+# threads for the GIL (measured: 8 clients on the daemon's port doubled its fire lateness), so
+# heavy API users belong on `scheduler.py serve`, which takes more.
+DAEMON_API_THREADS = 2
+SERVE_API_THREADS = 16
 
 
 def open_api_pool(settings: Settings) -> DatabaseConnection:
@@ -63,8 +68,11 @@ def build_web_server(
     api: ApiContext | None = None,
     check_timeout: float = READY_CHECK_TIMEOUT,
     closers: list[Callable[[], None]] | None = None,
+    worker_threads: int = SERVE_API_THREADS,
 ) -> WebServer:
     """The server for `ops` (and the API when `api` is given); `closers` run when it stops."""
     readiness = Readiness(ops, clock=clock, timeout=check_timeout)
     app = build_app(ops, readiness, api, clock)
-    return WebServer(app, host, port, closers=[readiness.close, *(closers or [])])
+    return WebServer(
+        app, host, port, closers=[readiness.close, *(closers or [])], worker_threads=worker_threads
+    )

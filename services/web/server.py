@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 
+import anyio.to_thread
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -36,8 +37,10 @@ class WebServer:
         port: int,
         *,
         closers: Sequence[Callable[[], None]] = (),
+        worker_threads: int = 40,
     ) -> None:
         self.host = host
+        self.worker_threads = worker_threads
         self.requested_port = port
         self.closers = list(closers)
         self._config = uvicorn.Config(
@@ -90,11 +93,18 @@ class WebServer:
         return sock
 
     def _serve(self) -> None:
-        assert self._socket is not None
         try:
-            asyncio.run(self._server.serve(sockets=[self._socket]))
+            asyncio.run(self._main())
         except Exception as exc:  # the thread must not die silently
             log.error("http.server_failed", error=str(exc))
+
+    async def _main(self) -> None:
+        assert self._socket is not None
+        # The blocking routes run on anyio's worker threads, at most this many at once; the
+        # others wait their turn on the event loop, costing nothing. In the daemon this keeps a
+        # flood of API requests from crowding its firing threads out of the GIL.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.worker_threads
+        await self._server.serve(sockets=[self._socket])
 
     def stop(self) -> None:
         self._server.should_exit = True

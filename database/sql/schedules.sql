@@ -207,7 +207,9 @@ WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND source = 'api' AND enabled
 -- The REST API: keyset pages, creator limits, bulk operations.
 -- A page continues after the cursor's (key, schedule_id); the first page passes a lower bound
 -- below every row ('-infinity', '', the nil UUID), so each query has one shape and one plan.
--- `q` matches domain or name as a plain substring (strpos: no LIKE wildcards to escape).
+-- `q` matches domain or name as a case-insensitive substring: the parameter is a LIKE pattern
+-- (the term between two percent signs, its wildcards escaped: schedule_pages.contains), which
+-- the trigram index schedules_search_trgm_idx serves when few rows match (migration 009).
 
 -- name: page_schedules_by_created_at
 -- A page of schedules ordered by (created_at, schedule_id) (index schedules_created_at_id_idx).
@@ -219,8 +221,8 @@ WHERE (created_at, schedule_id) > (%(after_time)s::timestamptz, %(after_id)s::uu
   AND (%(source)s::text IS NULL OR source = %(source)s)
   AND (%(last_status)s::text IS NULL OR last_status = %(last_status)s)
   AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
-  AND (%(q)s::text IS NULL OR strpos(lower(domain), lower(%(q)s)) > 0
-       OR strpos(lower(coalesce(name, '')), lower(%(q)s)) > 0)
+  AND (%(q)s::text IS NULL OR lower(domain) LIKE lower(%(q)s)
+       OR lower(coalesce(name, '')) LIKE lower(%(q)s))
 ORDER BY created_at, schedule_id
 LIMIT %(limit)s;
 
@@ -234,8 +236,8 @@ WHERE (domain, schedule_id) > (%(after_text)s::text, %(after_id)s::uuid)
   AND (%(source)s::text IS NULL OR source = %(source)s)
   AND (%(last_status)s::text IS NULL OR last_status = %(last_status)s)
   AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
-  AND (%(q)s::text IS NULL OR strpos(lower(domain), lower(%(q)s)) > 0
-       OR strpos(lower(coalesce(name, '')), lower(%(q)s)) > 0)
+  AND (%(q)s::text IS NULL OR lower(domain) LIKE lower(%(q)s)
+       OR lower(coalesce(name, '')) LIKE lower(%(q)s))
 ORDER BY domain, schedule_id
 LIMIT %(limit)s;
 
@@ -254,8 +256,8 @@ SELECT s.* FROM (
       AND (%(source)s::text IS NULL OR source = %(source)s)
       AND (%(last_status)s::text IS NULL OR last_status = %(last_status)s)
       AND (%(tags)s::text[] IS NULL OR tags @> %(tags)s::text[])
-      AND (%(q)s::text IS NULL OR strpos(lower(domain), lower(%(q)s)) > 0
-           OR strpos(lower(coalesce(name, '')), lower(%(q)s)) > 0)
+      AND (%(q)s::text IS NULL OR lower(domain) LIKE lower(%(q)s)
+           OR lower(coalesce(name, '')) LIKE lower(%(q)s))
     ORDER BY sort_key, schedule_id
     LIMIT %(limit)s
 ) AS page

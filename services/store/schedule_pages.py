@@ -46,8 +46,15 @@ class ScheduleFilter:
             "source": self.source,
             "last_status": self.last_status,
             "tags": list(self.tags) or None,
-            "q": self.q or None,
+            "q": contains(self.q) if self.q else None,
         }
+
+
+def contains(term: str) -> str:
+    """The LIKE pattern of a substring: `term` with its wildcards and escape character escaped,
+    between two `%` (LIKE, unlike strpos, can use the trigram index of domain and name)."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 # Each sort's cursor fields: the sort's name (a cursor of one order is refused by another), its

@@ -11,6 +11,7 @@ import pytest
 
 from services.errors import InvalidCursor, SchedulerError
 from services.store.paging import MAX_PAGE, decode_cursor, encode_cursor, page_limit
+from services.store.schedule_pages import contains
 
 MOMENT = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -135,3 +136,8 @@ def test_page_limit_accepts_1_to_500(limit: int) -> None:
 def test_page_limit_refuses_anything_else(limit: object) -> None:
     with pytest.raises(SchedulerError, match=f"limit must be an integer 1-{MAX_PAGE}, got"):
         page_limit(limit)
+
+
+def test_a_search_term_is_a_substring_pattern_whose_wildcards_match_themselves() -> None:
+    assert contains("news") == "%news%"
+    assert contains("50%_off\\x") == "%50\\%\\_off\\\\x%"

@@ -14,6 +14,7 @@ from database.connection import DatabaseConnection
 from services.store.schedules import ScheduleRepository
 from services.store.tokens import TokenStore
 from tests.support.api import ServeProcess, make_token, serving
+from tests.support.schedules import query
 
 pytestmark = pytest.mark.timeout(90)
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -166,3 +167,34 @@ def test_an_invalid_edit_shows_the_watchers_message_and_saves_nothing(
         assert (
             stale.status_code == 422 and "changed this schedule since you opened it" in stale.text
         )
+
+
+def test_backfill_from_the_schedule_page_lists_then_queues(
+    web: ServeProcess, db: DatabaseConnection, database_url: str
+) -> None:
+    schedule_id = make_schedule(db)  # daily at 03:00 UTC
+    with browser(web) as http:
+        login(http, make_token(db, "filler", "write"))
+        page = http.get(f"/schedules/{schedule_id}")
+        form = {
+            "csrf_token": csrf_of(page),
+            "from": "2026-11-01T00:00",
+            "to": "2026-11-04T00:00",
+            "mode": "missing",
+            "dry_run": "1",
+        }
+        dry = http.post(f"/schedules/{schedule_id}/backfill", data=form)
+        assert dry.status_code == 200, dry.text
+        assert "Dry run: 3 of 3 fire times would run" in dry.text
+        assert "2026-11-02T03:00:00+00:00" in dry.text
+        assert query(database_url, "SELECT count(*) AS n FROM job_executions")[0]["n"] == 0
+        done = http.post(f"/schedules/{schedule_id}/backfill", data={**form, "dry_run": ""})
+        assert done.status_code == 200 and "Queued 3 of 3 fire times" in done.text
+        rows = query(
+            database_url,
+            "SELECT status, trigger FROM job_executions WHERE schedule_id = %s",
+            [schedule_id],
+        )
+        assert [(r["status"], r["trigger"]) for r in rows] == [("queued", "backfill")] * 3
+        bad = http.post(f"/schedules/{schedule_id}/backfill", data={**form, "to": "yesterday"})
+        assert bad.status_code == 422 and "to must be a date and time" in bad.text

@@ -4,6 +4,7 @@ schedule's page (settings, upcoming fires, outcomes, runs, edit, pause, resume, 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -11,10 +12,17 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from services.errors import InvalidScheduleError, ScheduleNotFound, SchedulerError, StaleSchedule
+from services.errors import (
+    InvalidBackfill,
+    InvalidScheduleError,
+    ScheduleNotFound,
+    SchedulerError,
+    StaleSchedule,
+)
 from services.model.catalog import Catalog
 from services.model.fire_times import fire_times
 from services.model.records import Schedule
+from services.store.backfill import Backfill
 from services.store.schedule_pages import ScheduleFilter
 from services.web.context import ApiContext, api_context
 from services.web.dashboard import charts
@@ -142,6 +150,7 @@ def _detail(
     values: dict[str, str] | None = None,
     errors: list[dict[str, str]] | None = None,
     notice: str | None = None,
+    backfill: dict[str, Any] | None = None,
 ) -> Response:
     now = context.clock.now()
     try:
@@ -167,7 +176,55 @@ def _detail(
         errors=errors or [],
         frequencies=FREQUENCIES[1:],
         notice=notice,
+        backfill=backfill or {"form": _backfill_defaults(now)},
     )
+
+
+def _backfill_defaults(now: datetime) -> dict[str, str]:
+    """The form's first values: the last 24 hours, missing runs only, as a dry run."""
+    day_ago = now - timedelta(days=1)
+    return {
+        "from": day_ago.strftime(_LOCAL_INPUT),
+        "to": now.strftime(_LOCAL_INPUT),
+        "mode": "missing",
+        "dry_run": "1",
+    }
+
+
+_LOCAL_INPUT = "%Y-%m-%dT%H:%M"  # <input type="datetime-local">, read as UTC
+
+
+def _utc_input(text: str, field: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidBackfill(f"{field} must be a date and time, got {text!r}", field) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@router.post("/schedules/{schedule_id}/backfill")
+async def backfill(
+    request: Request, context: Context, viewer: CurrentViewer, schedule_id: UUID
+) -> Response:
+    form = await read_form(request)
+    check_post(form, viewer)
+    schedule = context.schedules.get_schedule(schedule_id)
+    if schedule is None:
+        return page(request, "missing.html", viewer, status=404, what=f"schedule {schedule_id}")
+    shown = {k: form.get(k, "") for k in ("from", "to", "mode", "dry_run")}
+    try:
+        result = Backfill(context.schedules.db, context.schedules, viewer.actor).run(
+            schedule_id,
+            _utc_input(shown["from"], "from"),
+            _utc_input(shown["to"], "to"),
+            shown["mode"] or "missing",
+            dry_run=bool(shown["dry_run"]),
+        )
+    except (InvalidBackfill, InvalidScheduleError) as exc:
+        outcome = {"form": shown, "error": str(exc)}
+        return _detail(request, context, viewer, schedule, status=422, backfill=outcome)
+    outcome = {"form": shown, "result": result.to_dict()}
+    return _detail(request, context, viewer, schedule, backfill=outcome)
 
 
 @router.get("/schedules/{schedule_id}")

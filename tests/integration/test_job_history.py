@@ -223,6 +223,7 @@ def test_statistics_on_a_known_set(db: DatabaseConnection, history: JobHistory) 
         "skipped": 2,
         "running": 1,
         "by_status": {
+            "queued": 0,
             "running": 1,
             "completed": 3,
             "failed": 2,

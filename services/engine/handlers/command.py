@@ -5,7 +5,7 @@ command left running in it is killed when it exits, so nothing keeps working aft
 (and its lock) ended. If the daemon itself dies, even by SIGKILL, the command warden (warden.py)
 kills the command's whole session.
 
-No `preexec_fn`: with one, CPython must fork() the whole daemon for every run (its cost grows
+No pre-exec callable: with one, CPython must fork() the whole daemon for every run (its cost grows
 with the daemon's memory) and run Python code in the child, which is unsafe in a threaded
 program. Without one, `start_new_session` and `pass_fds` included, it uses vfork().
 """

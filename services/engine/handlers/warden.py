@@ -2,7 +2,7 @@
 
 A command runs in its own session (and process group). A kill -9 of the daemon must not leave
 it, or anything it started, running without its run, its lock or its time-out. The kernel's
-parent-death signal would only reach the direct child, it needs a `preexec_fn` (a full fork of
+parent-death signal would only reach the direct child, it needs a pre-exec callable (a full fork of
 the daemon per run), and it never fires if the daemon dies before the child sets it. Instead,
 one warden process per daemon (warden_process.py) watches a pipe only the daemon writes to: it
 is told each command's session as the command starts and as it ends, and when the pipe reaches

@@ -101,6 +101,10 @@ FIELD = {
     "timezone": st.sampled_from(["UTC", "Europe/Berlin", "../../etc/passwd", "Mars/Base", ""]),
     "timeout_seconds": INTS | st.floats(),
     "misfire_grace_time": INTS | st.floats(),
+    "overlap_policy": st.sampled_from(
+        ["skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all", "x"]
+    ),
+    "max_buffered": INTS,
 }
 KEYS = [*sorted({k for keys in SHAPE_KEYS.values() for k in keys} | set(COMMON_KEYS)), "bogus"]
 TIME = st.lists(st.sampled_from(KEYS), unique=True, max_size=4).flatmap(

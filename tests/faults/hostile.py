@@ -19,7 +19,7 @@ MB = 1024 * 1024
 DAY_HINT = "a day name (monday-sunday or mon-sun, any case)"
 INTERVAL_KEYS = (
     "seconds, minutes, hours, timezone, jitter, start_date, end_date, timeout_seconds, "
-    "max_retries, misfire_grace_time"
+    "max_retries, misfire_grace_time, overlap_policy, max_buffered"
 )
 
 
@@ -91,8 +91,12 @@ def _time_config_fields() -> list[Hostile]:
                     f"time_config.{key} must be an integer {low}-{high}, got {got(value)}",
                 )
             )
-    for key, bound in (("timeout_seconds", "> 0"), ("misfire_grace_time", ">= 0")):
-        for value in ("x", True, [1], {"a": 1}, -1, *((0,) if bound == "> 0" else ())):
+    for key, bound in (
+        ("timeout_seconds", "> 0 and <= 2678400"),  # 31 days
+        ("misfire_grace_time", ">= 0 and <= 31622400"),  # 366 days
+    ):
+        zero = (0,) if key == "timeout_seconds" else ()  # 0 is a valid grace time
+        for value in ("x", True, [1], {"a": 1}, -1, 1e12, *zero):
             out.append(
                 Hostile(
                     f"interval.{key}={value!r}",

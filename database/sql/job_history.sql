@@ -93,6 +93,14 @@ SELECT (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb)
        percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds) AS p95_duration
 FROM runs;
 
+-- name: status_counts
+-- Rows started within the last %(hours)s hours, all schedules, counted by status (the
+-- dashboard overview's chart): execution_stats without its durations and percentiles.
+SELECT status, count(*) AS n
+FROM job_executions
+WHERE started_at >= now() - make_interval(hours => %(hours)s)
+GROUP BY status;
+
 -- name: daily_outcomes
 -- One schedule's runs per UTC day and status over the last `days` days (the dashboard's
 -- calendar of outcomes); index job_executions_schedule_started_idx.

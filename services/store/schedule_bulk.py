@@ -18,6 +18,7 @@ from services.model.schedule_config import validate_config
 from services.model.vocabulary import ScheduleSource
 from services.store.audit import acting_as
 from services.store.schedule_params import config_params, writing_config
+from services.store.scheduler_state import pause_author, pause_note
 
 __all__ = ["BULK_OPERATIONS", "BulkResult", "create_many", "run_bulk_operation"]
 
@@ -110,6 +111,7 @@ def run_bulk_operation(
         )
     if schedule_ids is None and tag is None:
         raise SchedulerError("give schedule_ids or tag (or both) to say which schedules")
+    pause = _pause_fields(operation, note, by)  # refused before anything is read or locked
     with acting_as(db, actor) as tx:
         matched = tx.fetch_all(
             _SQL["match_for_bulk"],
@@ -121,6 +123,14 @@ def run_bulk_operation(
         if operation == "trigger":
             requests = tx.fetch_all(_REQUESTS["insert_triggers"], {"schedule_ids": ids})
             return BulkResult(len(ids), len(requests), [r["request_id"] for r in requests])
-        params = {"ids": ids, "note": note, "paused_by": by}
+        params = {"ids": ids, **pause}
         changed = tx.fetch_all(_SQL[f"{operation}_many"], params)
         return BulkResult(len(ids), len(changed))
+
+
+def _pause_fields(operation: str, note: str | None, by: str | None) -> dict[str, str | None]:
+    """A bulk pause checks its note and author exactly as a single pause does (a blank note is
+    no note; a blank or missing author is refused); the other operations do not use them."""
+    if operation != "pause":
+        return {"note": None, "paused_by": None}
+    return {"note": pause_note(note, required=False), "paused_by": pause_author(by or "")}

@@ -306,7 +306,7 @@ def test_bulk_create_is_all_or_nothing_and_bulk_operations_change_one_transactio
         ).json()["created"]
         paused = http.post(
             "/api/v1/schedules/bulk/operation",
-            json={"operation": "pause", "tag": "batch", "note": "migrating the database"},
+            json={"operation": "pause", "tag": "batch", "note": "  migrating the database \n"},
         )
         assert paused.json() == {"matched": 5, "changed": 5}
         again = http.post(
@@ -324,6 +324,12 @@ def test_bulk_create_is_all_or_nothing_and_bulk_operations_change_one_transactio
             json={"operation": "resume", "schedule_ids": ids[:2]},
         )
         assert resumed.json() == {"matched": 2, "changed": 2}
+        assert http.get(f"/api/v1/schedules/{ids[0]}").json()["paused_note"] is None
+        blank = http.post(  # a blank note is no note, as for a single pause
+            "/api/v1/schedules/bulk/operation",
+            json={"operation": "pause", "schedule_ids": ids[:1], "note": "   "},
+        )
+        assert blank.json() == {"matched": 1, "changed": 1}
         assert http.get(f"/api/v1/schedules/{ids[0]}").json()["paused_note"] is None
         triggered = http.post(
             "/api/v1/schedules/bulk/operation", json={"operation": "trigger", "tag": "batch"}

@@ -375,6 +375,11 @@ def test_statistics_with_known_durations(
     }
     order = ("running", "completed", "failed", "timed_out", "abandoned", "cancelled", "skipped")
     assert tuple(stats["by_status"]) == order
+    # The overview's count: the same as one day of execution_stats, without the durations.
+    day = history.execution_stats(days=1)["by_status"]
+    assert history.status_counts(hours=24) == day
+    assert tuple(history.status_counts(hours=24)) == tuple(day)
+    assert history.status_counts(hours=9 * 24)["completed"] == 8  # the run of 8 days ago too
     # By hand: 17 durations sorted, p95 sits at 0.95 * 16 = 15.2 -> 11.0 + 0.2 * (30.0 - 11.0)
     assert stats["p95_duration"] == pytest.approx(14.8)
     assert stats["p50_duration"] == pytest.approx(4.0)

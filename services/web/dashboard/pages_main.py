@@ -91,7 +91,7 @@ async def logout(request: Request, context: Context, viewer: CurrentViewer) -> R
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, context: Context, viewer: CurrentViewer) -> Response:
     now = context.clock.now()
-    by_status = context.history.execution_stats(days=1)["by_status"]
+    by_status = context.history.status_counts(hours=24)
     due = context.schedules.next_due(NEXT_FIRES)
     fires = [(s.name or s.domain, s.next_run) for s in due if s.next_run is not None]
     horizon = now + timedelta(hours=24)

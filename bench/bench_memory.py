@@ -123,9 +123,7 @@ def load_figures(m: dict[str, float], floor_mb: float, n: int) -> list[Record]:
             ok=m["rss_mb"] <= rss_target,
         ),
         figure("mix: peak RSS (VmHWM, load and next_run writes)", round(m["peak_mb"], 1), "MB", n),
-        figure(
-            "mix: RSS once next_run is written", round(m["rss_after_writes_mb"], 1), "MB", n
-        ),
+        figure("mix: RSS once next_run is written", round(m["rss_after_writes_mb"], 1), "MB", n),
         figure(
             "mix: next_run complete, from spawn",
             round(m["next_run_s"], 2),

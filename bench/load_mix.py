@@ -50,8 +50,8 @@ def time_config(rng: random.Random, start: datetime) -> tuple[str, dict[str, obj
     if roll < 0.6:
         return "daily", {"hour": hour, "minute": minute, **common}
     if roll < 0.7:
-        days = sorted(rng.sample(range(7), rng.randint(1, 3)))
-        return "weekly", {"days": [_DAYS[d] for d in days], "hour": hour, "minute": minute, **common}
+        days = [_DAYS[d] for d in sorted(rng.sample(range(7), rng.randint(1, 3)))]
+        return "weekly", {"days": days, "hour": hour, "minute": minute, **common}
     if roll < 0.8:
         day: object = "last" if rng.random() < 0.1 else rng.randrange(1, 29)
         return "monthly", {"day": day, "hour": hour, "minute": minute, **common}

@@ -110,6 +110,13 @@ class Session:
         with self._cursor(query, params, prepare) as cur:
             return cur.fetchall()
 
+    def fetch_batches(self, query: str, params: Params = None, *, size: int) -> Iterator[list[Row]]:
+        """The rows in lists of at most `size`, converted to dicts one list at a time, so a
+        large result never exists as Python objects all at once (the start-up load)."""
+        with self._cursor(query, params) as cur:
+            while batch := cur.fetchmany(size):
+                yield batch
+
     def fetch_value(self, query: str, params: Params = None) -> Any:
         row = self.fetch_one(query, params)
         return None if row is None else next(iter(row.values()))

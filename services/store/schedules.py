@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _SQL = load_queries("schedules")
+LOAD_BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,8 +288,13 @@ class ScheduleRepository:
         return {r["schedule_id"] for r in rows}
 
     def all_schedules(self) -> list[Schedule]:
-        """Every row, for the start-up load (each distinct JSON text decoded once)."""
-        return schedules_from_json_text(self.db.fetch_all(_SQL["all_schedules"]), load_json)
+        """Every row, for the start-up load: one statement (one snapshot), its rows turned into
+        records LOAD_BATCH at a time so that the rows never all exist as dicts (the peak RSS of
+        the load); each distinct JSON text decoded once; time_config kept as text only."""
+        with self.db.session() as session:
+            batches = session.fetch_batches(_SQL["all_schedules"], size=LOAD_BATCH)
+            rows = (row for batch in batches for row in batch)
+            return schedules_from_json_text(rows, load_json, decode_time_config=False)
 
     def all_hashes(self) -> dict[UUID, str]:
         """Every row's configuration hash, for the safety pass."""

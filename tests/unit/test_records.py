@@ -66,3 +66,36 @@ def test_the_parse_cache_keyed_by_text_gives_each_row_its_own_identity() -> None
     ]
     assert [spec.schedule_id for spec in specs] == [str(first.schedule_id), str(second.schedule_id)]
     assert specs[0].period == specs[1].period
+
+
+def test_the_start_up_load_keeps_only_the_text_and_parses_it_alike() -> None:
+    text = '{"hour": 2, "minute": 30, "timezone": "Europe/Berlin"}'
+    row = {**_row(text), "frequency": "daily"}
+    (full,) = schedules_from_json_text([{**row}], load_json)  # each call consumes its rows
+    (lean,) = schedules_from_json_text([row], load_json, decode_time_config=False)
+    assert lean.time_config is None and lean.time_config_json == text
+    assert full.time_config == json.loads(text)
+    parsed = [
+        parse_schedule(s.frequency, s.time_config, schedule_id="x", config_json=text)
+        for s in (lean, full)
+    ]
+    assert parsed[0] == parsed[1]
+
+
+def test_unreadable_text_gives_the_same_reason_by_either_path() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    reasons = []
+    for decode in (True, False):
+        (schedule,) = schedules_from_json_text([_row(deep)], load_json, decode_time_config=decode)
+        with pytest.raises(Exception, match="time_config") as caught:
+            parse_schedule(
+                schedule.frequency, schedule.time_config, config_json=schedule.time_config_json
+            )
+        reasons.append(str(caught.value))
+    assert reasons[0] == reasons[1]
+
+
+def test_vocabulary_columns_are_interned() -> None:
+    rows = [{**_row('{"seconds": 5}'), "frequency": "".join(["inter", "val"])} for _ in range(2)]
+    first, second = schedules_from_json_text(rows, load_json, decode_time_config=False)
+    assert first.frequency is second.frequency

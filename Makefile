@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
         migrate services browser db demo clean help bench-million
 
 help:
-	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | migrate | demo | clean"
+	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-million | migrate | demo | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,12 +23,11 @@ from typing import Any
 
 import psycopg
 
-from bench.bench_watcher import _wait_for_event
+from bench.bench_watcher import daemon_subprocess
 from bench.common import (
     ROOT,
     Record,
     bench_database,
-    bench_environ,
     bench_settings,
     figure,
     redis_prefix,
@@ -65,32 +62,14 @@ def run() -> list[Record]:
 
 def subprocess_load(url: str, n: int) -> dict[str, float]:
     """Spawn `scheduler.py run`; its start-up time, RSS, peak RSS and next_run completion."""
-    with redis_prefix() as prefix:
-        env = {**os.environ, **bench_environ(url, prefix), "ENV_FILE": ""}
-        spawned = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "scheduler.py", "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            started = _wait_for_event(proc, "scheduler.started", START_TIMEOUT)
-            loaded = time.perf_counter() - spawned
-            memory = _memory_mb(proc.pid)
-            complete = _wait_next_run_complete(url, spawned)
-            after = _memory_mb(proc.pid)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+    with daemon_subprocess(url, START_TIMEOUT) as daemon:
+        spawned = time.perf_counter() - daemon.started_after
+        memory = _memory_mb(daemon.proc.pid)
+        complete = _wait_next_run_complete(url, spawned)
+        after = _memory_mb(daemon.proc.pid)
     return {
-        "loaded_s": loaded,
-        "jobs": float(started.get("jobs_loaded", -1)),
+        "loaded_s": daemon.started_after,
+        "jobs": float(daemon.started.get("jobs_loaded", -1)),
         "rss_mb": memory["VmRSS"],
         "peak_mb": after["VmHWM"],
         "rss_after_writes_mb": after["VmRSS"],

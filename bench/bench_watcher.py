@@ -30,11 +30,11 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from unittest import mock
 from uuid import UUID
 
@@ -99,7 +99,16 @@ def selected_cases() -> list[str]:
 # -- start-up from an empty process -------------------------------------------------------------
 
 
-def subprocess_start(url: str) -> list[Record]:
+class Spawned(NamedTuple):
+    proc: subprocess.Popen[bytes]
+    started_after: float  # seconds from spawn to the scheduler.started line
+    started: dict[str, Any]  # that line
+
+
+@contextmanager
+def daemon_subprocess(url: str, timeout: float) -> Iterator[Spawned]:
+    """`scheduler.py run` on `url` (own Redis prefix), spawned and waited for until its
+    `scheduler.started` line; stopped with SIGTERM afterwards."""
     with redis_prefix() as prefix:
         env = {**os.environ, **bench_environ(url, prefix), "ENV_FILE": ""}
         spawned = time.perf_counter()
@@ -111,18 +120,23 @@ def subprocess_start(url: str) -> list[Record]:
             stderr=subprocess.PIPE,
         )
         try:
-            started = _wait_for_event(proc, "scheduler.started", START_TIMEOUT)
-            elapsed = time.perf_counter() - spawned
-            rss_mb = _rss_mb(proc.pid)
-            cpu = cpu_seconds(proc.pid)
-            jobs = int(started.get("jobs_loaded", -1))
+            started = _wait_for_event(proc, "scheduler.started", timeout)
+            yield Spawned(proc, time.perf_counter() - spawned, started)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.communicate(timeout=60)
+                proc.communicate(timeout=120)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
+
+
+def subprocess_start(url: str) -> list[Record]:
+    with daemon_subprocess(url, START_TIMEOUT) as daemon:
+        elapsed = daemon.started_after
+        rss_mb = _rss_mb(daemon.proc.pid)
+        cpu = cpu_seconds(daemon.proc.pid)
+        jobs = int(daemon.started.get("jobs_loaded", -1))
     return [
         figure(
             "start-up: spawn of `scheduler.py run` to scheduler.started (subprocess)",

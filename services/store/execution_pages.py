@@ -40,6 +40,11 @@ def _status_rank(status: str) -> int:
     return _STATUS_RANK.get(status, len(_STATUS_RANK))
 
 
+def _in_status_order(seen: dict[str, int]) -> dict[str, int]:
+    """In the vocabulary's order, whatever order jsonb or GROUP BY gave the statuses in."""
+    return dict(sorted(seen.items(), key=lambda item: _status_rank(item[0])))
+
+
 def _values(statuses: frozenset[ExecutionStatus]) -> list[str]:
     return sorted(s.value for s in statuses)
 
@@ -135,6 +140,10 @@ class ExecutionPages:
             "max_duration": row["max_duration"],
             "p50_duration": row["p50_duration"],
             "p95_duration": row["p95_duration"],
-            # In the vocabulary's order, whatever order jsonb keeps its keys in.
-            "by_status": dict(sorted(seen.items(), key=lambda item: _status_rank(item[0]))),
+            "by_status": _in_status_order(seen),
         }
+
+    def status_counts(self, hours: int) -> dict[str, int]:
+        """Rows started within the last `hours`, by status (stats' by_status, cheaper)."""
+        rows = self.db.fetch_all(_SQL["status_counts"], {"hours": int(hours)})
+        return _in_status_order({row["status"]: int(row["n"]) for row in rows})

@@ -186,10 +186,7 @@ class JobHistory:
     def status_counts(self, hours: int = 24) -> dict[str, int]:
         """Rows started within the last `hours`, by status, for every status seen, in the
         vocabulary's order (what execution_stats reports as `by_status`, for less work)."""
-        rows = self.db.fetch_all(_SQL["status_counts"], {"hours": int(hours)})
-        seen = {row["status"]: int(row["n"]) for row in rows}
-        rank = {status.value: place for place, status in enumerate(ExecutionStatus)}
-        return {s: seen[s] for s in sorted(seen, key=lambda s: rank.get(s, len(rank)))}
+        return self._pages.status_counts(hours)
 
     def daily_outcomes(self, schedule_id: UUID, days: int = 35) -> list[tuple[date, str, int]]:
         """(UTC day, status, runs) of one schedule over the last `days` days, oldest first."""

@@ -8,10 +8,12 @@ become `DatabaseError` keeping the violated constraint's name.
 from __future__ import annotations
 
 import json
+import random
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -47,6 +49,24 @@ set_json_loads(load_json)
 Params = Mapping[str, Any] | Sequence[Any] | None
 FAST_CHECKOUT = 1.0  # seconds a job run's write waits for a pooled connection before checking
 Row = dict[str, Any]
+T = TypeVar("T")
+# A deadlock victim (40P01) or a serialization failure (40001) was rolled back whole and had no
+# effect: running it again is safe, and is what PostgreSQL's documentation asks of clients.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+TRANSIENT_ATTEMPTS = 4
+
+
+def retry_transient(run: Callable[[], T], *, attempts: int = TRANSIENT_ATTEMPTS) -> T:
+    """`run()` again (after a short random pause) while PostgreSQL aborts it as a deadlock
+    victim or a serialization failure; any other error, or the last attempt's, is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run()
+        except DatabaseError as exc:
+            if exc.sqlstate not in TRANSIENT_SQLSTATES or attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.005, 0.05) * attempt)  # de-synchronise the two sides
+    raise AssertionError("unreachable")
 
 
 def describe_target(url: str) -> str:
@@ -288,9 +308,16 @@ class DatabaseConnection:
             except psycopg.Error as exc:
                 raise translate_error(exc, self.target) from exc
 
+    # The one-statement helpers below run in autocommit: a statement PostgreSQL aborted as a
+    # deadlock victim changed nothing, so it is sent again (retry_transient) instead of failing
+    # a run's bookkeeping over a lock-order race with an API transaction.
+
     def execute(self, query: str, params: Params = None) -> int:
-        with self.session() as session:
-            return session.execute(query, params)
+        def run() -> int:
+            with self.session() as session:
+                return session.execute(query, params)
+
+        return retry_transient(run)
 
     def fetch_one(
         self,
@@ -300,8 +327,11 @@ class DatabaseConnection:
         fast: bool = False,
         prepare: bool | None = None,
     ) -> Row | None:
-        with self.session(fast=fast) as session:
-            return session.fetch_one(query, params, prepare=prepare)
+        def run() -> Row | None:
+            with self.session(fast=fast) as session:
+                return session.fetch_one(query, params, prepare=prepare)
+
+        return retry_transient(run)
 
     def fetch_all(
         self,
@@ -312,12 +342,19 @@ class DatabaseConnection:
         prepare: bool | None = None,
     ) -> list[Row]:
         """Rows as dicts; `prepare=False` for statements with optional filters (Session._cursor)."""
-        with self.session(fast=fast) as session:
-            return session.fetch_all(query, params, prepare=prepare)
+
+        def run() -> list[Row]:
+            with self.session(fast=fast) as session:
+                return session.fetch_all(query, params, prepare=prepare)
+
+        return retry_transient(run)
 
     def fetch_value(self, query: str, params: Params = None) -> Any:
-        with self.session() as session:
-            return session.fetch_value(query, params)
+        def run() -> Any:
+            with self.session() as session:
+                return session.fetch_value(query, params)
+
+        return retry_transient(run)
 
     def close(self) -> None:
         with self._open_lock:

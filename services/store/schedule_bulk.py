@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
 
-from database.connection import DatabaseConnection, Session
+from database.connection import DatabaseConnection, Session, retry_transient
 from database.queries import load_queries
 from services.errors import BulkInvalid, CreatorLimitReached, InvalidScheduleError, SchedulerError
 from services.model.schedule_config import validate_config
@@ -112,6 +112,23 @@ def run_bulk_operation(
     if schedule_ids is None and tag is None:
         raise SchedulerError("give schedule_ids or tag (or both) to say which schedules")
     pause = _pause_fields(operation, note, by)  # refused before anything is read or locked
+
+    # It locks schedules and then (a delete's ON DELETE SET NULL) their runs; a run's final
+    # write locks them the other way round. PostgreSQL breaks such a deadlock by aborting one
+    # side, which changed nothing: this side then runs again.
+    return retry_transient(
+        lambda: _bulk_transaction(db, operation, schedule_ids, tag, pause, actor)
+    )
+
+
+def _bulk_transaction(
+    db: DatabaseConnection,
+    operation: str,
+    schedule_ids: Sequence[UUID] | None,
+    tag: str | None,
+    pause: dict[str, str | None],
+    actor: str | None,
+) -> BulkResult:
     with acting_as(db, actor) as tx:
         matched = tx.fetch_all(
             _SQL["match_for_bulk"],

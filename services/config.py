@@ -6,6 +6,7 @@ The environment wins over `.env`; `.env` is for local use (path overridable with
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 from dotenv import dotenv_values
 
 from services.errors import ConfigurationError
+from services.model.notify_rule import notify_problems
 from services.process_wide import ProcessWide
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -123,6 +125,19 @@ def _instance_id(raw: str) -> str:
     return value
 
 
+def _notify_rule(raw: str) -> dict[str, Any]:
+    """NOTIFY_DEFAULT: a notify object as a schedule's `notify` column takes it."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError('a JSON object such as {"channels": ["ops"], "on": ["failed"]}') from None
+    problems = notify_problems(value, "NOTIFY_DEFAULT")
+    if problems:
+        raise ValueError("; ".join(problems))
+    result: dict[str, Any] = value
+    return result
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: str | None) -> Any:
     """Declare a field: its variable name, its parser and its default (as the raw string)."""
     return field(metadata={"env": env, "parse": parse, "default": default})
@@ -187,6 +202,22 @@ class Settings:
     retry_max_delay: float = _setting("RETRY_MAX_DELAY", _float(0), "300")
     retry_max_attempts: int = _setting("RETRY_MAX_ATTEMPTS", _int(1, 100), "3")
     backfill_concurrency: int = _setting("BACKFILL_CONCURRENCY", _int(1, 1000), "1")
+    notify_default: Mapping[str, Any] = _setting("NOTIFY_DEFAULT", _notify_rule, "{}")
+    notify_allowed_hosts: tuple[str, ...] = _setting("NOTIFY_ALLOWED_HOSTS", _list, "")
+    notify_webhook_secret: str | None = _setting("NOTIFY_WEBHOOK_SECRET", _optional_text, "")
+    notify_max_attempts: int = _setting("NOTIFY_MAX_ATTEMPTS", _int(1, 100), "5")
+    notify_rate_per_minute: int = _setting("NOTIFY_RATE_PER_MINUTE", _int(1, 100000), "30")
+    notify_check_interval: float = _setting("NOTIFY_CHECK_INTERVAL", _float(0.1), "5")
+    notify_dashboard_url: str | None = _setting(
+        "NOTIFY_DASHBOARD_URL", _optional_url("http", "https"), ""
+    )
+    notify_retention_days: int = _setting("NOTIFY_RETENTION_DAYS", _int(0), "30")
+    smtp_host: str | None = _setting("SMTP_HOST", _optional_text, "")
+    smtp_port: int = _setting("SMTP_PORT", _int(1, 65535), "587")
+    smtp_user: str | None = _setting("SMTP_USER", _optional_text, "")
+    smtp_password: str | None = _setting("SMTP_PASSWORD", _optional_text, "")
+    smtp_starttls: bool = _setting("SMTP_STARTTLS", _bool, "true")
+    smtp_from: str = _setting("SMTP_FROM", _text, "scheduler@localhost")
 
     @property
     def redis_url(self) -> str:
@@ -210,7 +241,9 @@ class Settings:
         return view
 
 
-SECRET_VARIABLES = frozenset({"API_TOKEN", "REDIS_PASSWORD"})
+SECRET_VARIABLES = frozenset(
+    {"API_TOKEN", "REDIS_PASSWORD", "NOTIFY_WEBHOOK_SECRET", "SMTP_PASSWORD"}
+)
 VARIABLES = tuple(item.metadata["env"] for item in fields(Settings))
 
 

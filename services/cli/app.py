@@ -9,7 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from services.cli import audit, backfill, migrate, pause, runs, schedules, serve, sync, tokens
+from services.cli import (
+    audit,
+    backfill,
+    channels,
+    migrate,
+    pause,
+    runs,
+    schedules,
+    serve,
+    sync,
+    tokens,
+)
 from services.cli.common import EXIT_OK, fail
 from services.errors import ConfigurationError, SchedulerError
 
@@ -72,6 +83,7 @@ def build_parser(daemon: Daemon) -> argparse.ArgumentParser:
     backfill.register(subparsers)
     runs.register(subparsers, trigger_locally=daemon.trigger_locally)
     tokens.register(subparsers)
+    channels.register(subparsers)
     audit.register(subparsers)
     serve.register(subparsers)
     for name, help_text, example, module in COMMANDS:

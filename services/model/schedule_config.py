@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from services.errors import InvalidScheduleError
+from services.model.notify_rule import notify_problems
 from services.model.spec import validate_schedule
 from services.model.vocabulary import JobType, ScheduleSource
 
@@ -128,8 +129,8 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
     if tags is not None and not tag_problems:
         clean["tags"] = list(dict.fromkeys(tags))
     notify = clean.get("notify")
-    if notify is not None and not isinstance(notify, dict):
-        errors.append(f"notify must be a JSON object, got {type(notify).__name__}")
+    if notify is not None:
+        errors.extend(notify_problems(notify))
     source = clean.get("source", ScheduleSource.MANUAL.value)
     if source not in {s.value for s in ScheduleSource}:
         errors.append(f"source {source!r} is not one of: manual, api")

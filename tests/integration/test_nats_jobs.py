@@ -261,3 +261,30 @@ def test_a_schedule_puts_one_message_per_occurrence_through_the_daemon(
     assert bad["last_status"] == "invalid"
     assert "NATS_SUBJECT_ALLOWLIST" in bad["last_error"]
     assert rows(database_url, "SELECT 1 FROM job_executions WHERE schedule_id = %s", refused) == []
+
+
+def test_the_nats_password_never_reaches_the_daemon_log(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    password = "SECRETPW-nats-4e1b"
+    with NatsServer(user="scheduler", password=password) as server:
+        server.add_stream("JOBS", ["jobs.>"])
+        schedule_id = insert_nats_schedule(database_url, {"subject": "jobs.tick"})
+        daemon_env = {
+            **env,
+            "NATS_URL": server.url,
+            "NATS_SUBJECT_ALLOWLIST": "jobs.>",
+            "LOG_LEVEL": "DEBUG",
+        }
+        log_path = tmp_path / "a.log"
+        with DaemonProcess(daemon_env, log_path, instance_id="test-a") as proc:
+            wait_until(lambda: completed_runs(database_url, schedule_id), 20, message="a run")
+            proc.wait_for_event("nats.connected")
+            server.stop()  # a lost connection is logged too
+            proc.wait_for_event("nats.disconnected")
+            assert proc.terminate() == 0
+    text = log_path.read_text()
+    assert password not in text
+    assert f"127.0.0.1:{server.port}" in text
+    history = json.dumps(rows(database_url, "SELECT * FROM job_executions"), default=str)
+    assert password not in history

@@ -36,7 +36,10 @@ T = TypeVar("T")
 
 
 class NatsServer:
-    def __init__(self, *, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self, *, startup_timeout: float = 10.0, user: str | None = None, password: str = ""
+    ) -> None:
+        self.user, self.password = user, password
         self.port = free_port()
         self.host = "127.0.0.1"
         self.startup_timeout = startup_timeout
@@ -45,10 +48,13 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        auth = f"{self.user}:{self.password}@" if self.user else ""
+        return f"nats://{auth}{self.host}:{self.port}"
 
     def start(self) -> None:
         args = [EXECUTABLE, "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.dir)]
+        if self.user:
+            args += ["--user", self.user, "--pass", self.password]
         log = (self.dir / "server.log").open("ab")
         self._proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent

@@ -166,16 +166,27 @@ def test_server_down_is_a_retryable_failure_and_the_connection_comes_back(
     assert subjects == ["jobs.a", "jobs.c"]
 
 
-def test_never_reached_server_fails_fast_and_retryable() -> None:
-    server = NatsServer()  # a free port that nobody listens on
+def test_a_server_down_at_start_fails_retryable_then_is_used_once_up() -> None:
+    server = NatsServer()  # a free port that nobody listens on yet
     handler = make_handler(server.url, timeout=2.0)
     try:
         outcome = handler.run(make_context({"subject": "jobs.a"}))
+        assert outcome.status is ExecutionStatus.FAILED and outcome.retryable, outcome
+        assert outcome.error_details is not None
+        assert outcome.error_details["type"] == "unavailable"
+        server.start()
+        server.add_stream("JOBS", ["jobs.>"])
+
+        def delivered() -> JobOutcome | None:
+            late = handler.run(make_context({"subject": "jobs.b"}))
+            return late if late.status is ExecutionStatus.COMPLETED else None
+
+        # The connection attempt begun by the first run goes on and succeeds.
+        wait_until(delivered, 20, 0.2, "a publish once the server is up")
+        assert [m.subject for m in server.stream_messages("JOBS")] == ["jobs.b"]
     finally:
         handler.close()
         server.close()
-    assert outcome.status is ExecutionStatus.FAILED and outcome.retryable, outcome
-    assert outcome.error_details is not None and outcome.error_details["type"] == "unavailable"
 
 
 def test_cancel_ends_the_wait(server: NatsServer, handler: NatsHandler) -> None:
@@ -247,6 +258,8 @@ def test_a_schedule_puts_one_message_per_occurrence_through_the_daemon(
             20,
             message="three completed nats runs",
         )
+        # One connection for the daemon, however many runs and worker threads.
+        assert server.client_names().count("enhanced-scheduler") == 1
         assert proc.terminate() == 0
     completed = completed_runs(database_url, good)
     expected = {f"{good}:{format_utc(r['scheduled_for'])}:{r['attempt']}" for r in completed}

@@ -12,6 +12,7 @@ parent-death signal) even when the test run itself is killed.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +43,7 @@ class NatsServer:
     ) -> None:
         self.user, self.password = user, password
         self.port = free_port()
+        self.monitor_port = free_port()
         self.host = "127.0.0.1"
         self.startup_timeout = startup_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="test-nats-"))
@@ -53,6 +56,7 @@ class NatsServer:
 
     def start(self) -> None:
         args = [EXECUTABLE, "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.dir)]
+        args += ["-m", str(self.monitor_port)]
         if self.user:
             args += ["--user", self.user, "--pass", self.password]
         log = (self.dir / "server.log").open("ab")
@@ -98,6 +102,13 @@ class NatsServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def client_names(self) -> list[str]:
+        """The names of the clients connected now (the server's monitoring endpoint)."""
+        url = f"http://{self.host}:{self.monitor_port}/connz"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            connz = json.load(answer)
+        return [str(conn.get("name", "")) for conn in connz.get("connections") or []]
 
     # -- a client of the test's own, one connection per call --------------------------------
 

@@ -134,8 +134,12 @@ class NatsHandler:
             "duplicate": bool(ack.duplicate),
             "duration_s": round(elapsed, 3),
         }
-        # A duplicate is the stream dropping a second send of this very attempt: it is done.
-        ctx.log.info("handler.nats.acked", **summary)
+        # A duplicate is the stream dropping a second send of this very attempt: it is done,
+        # and worth a line. Plain acks are debug: the run's own line says it completed.
+        if summary["duplicate"]:
+            ctx.log.info("handler.nats.duplicate", **summary)
+        else:
+            ctx.log.debug("handler.nats.acked", **summary)
         return JobOutcome(status=ExecutionStatus.COMPLETED, metadata=summary)
 
     @staticmethod

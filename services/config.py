@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from dotenv import dotenv_values
 
 from services.errors import ConfigurationError
+from services.model.nats_subject import pattern_problem
 from services.model.notify_rule import notify_problems
 from services.process_wide import ProcessWide
 
@@ -25,7 +26,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-JOB_TYPES = ("http", "command", "python")
+JOB_TYPES = ("http", "command", "python", "nats")
 
 
 def _bool(raw: str) -> bool:
@@ -99,6 +100,42 @@ def _optional_url(*schemes: str) -> Callable[[str], str | None]:
         return strict(raw) if raw.strip() else None
 
     return parse
+
+
+def _nats_urls(raw: str) -> str:
+    """One NATS server URL or several, comma-separated (nats-py takes a pool)."""
+    servers = [part.strip() for part in raw.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("a URL starting with nats:// or tls:// (several: comma-separated)")
+    strict = _url("nats", "tls", "ws", "wss")
+    for server in servers:
+        try:
+            strict(server)
+            urlsplit(server).port  # noqa: B018 -- a non-numeric port raises here
+        except ValueError:
+            raise ValueError(
+                "a URL starting with nats://, tls://, ws:// or wss:// (several: comma-separated)"
+            ) from None
+    return ",".join(servers)
+
+
+def _subject_patterns(raw: str) -> tuple[str, ...]:
+    patterns = _list(raw)
+    for pattern in patterns:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            raise ValueError(
+                f"comma-separated NATS subjects ('*' one token, '>' the rest); {pattern!r} "
+                f"{problem}"
+            )
+    return patterns
+
+
+def _optional_file(raw: str) -> str | None:
+    value = raw.strip()
+    if value and not os.path.isfile(value):
+        raise ValueError("the path of a readable file (or empty)")
+    return value or None
 
 
 def _timezone(raw: str) -> str:
@@ -218,6 +255,13 @@ class Settings:
     smtp_password: str | None = _setting("SMTP_PASSWORD", _optional_text, "")
     smtp_starttls: bool = _setting("SMTP_STARTTLS", _bool, "true")
     smtp_from: str = _setting("SMTP_FROM", _text, "scheduler@localhost")
+    nats_url: str = _setting("NATS_URL", _nats_urls, "nats://127.0.0.1:4222")
+    nats_subject_allowlist: tuple[str, ...] = _setting(
+        "NATS_SUBJECT_ALLOWLIST", _subject_patterns, ""
+    )
+    nats_timeout: float = _setting("NATS_TIMEOUT", _float(0, exclusive=True), "5")
+    nats_creds_file: str | None = _setting("NATS_CREDS_FILE", _optional_file, "")
+    nats_tls_ca: str | None = _setting("NATS_TLS_CA", _optional_file, "")
 
     @property
     def redis_url(self) -> str:
@@ -248,7 +292,11 @@ VARIABLES = tuple(item.metadata["env"] for item in fields(Settings))
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, for logs and messages."""
+    """The URL with its password replaced by ***, for logs and messages (each URL of a
+    comma-separated list, such as a NATS server pool, on its own)."""
+    pieces = url.split(",")
+    if len(pieces) > 1 and all("://" in piece for piece in pieces):
+        return ",".join(mask_url(piece) for piece in pieces)
     try:
         parts = urlsplit(url)
         if parts.password is None:

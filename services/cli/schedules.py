@@ -62,7 +62,7 @@ def _config_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
         help="cron, interval, once, hourly, daily, weekly or monthly",
     )
     parser.add_argument("--time-config", type=json_object, required=required, metavar="JSON")
-    parser.add_argument("--job-type", choices=["http", "command", "python"])
+    parser.add_argument("--job-type", choices=["http", "command", "python", "nats"])
     parser.add_argument("--payload", type=json_object, metavar="JSON")
     parser.add_argument("--name")
     parser.add_argument(

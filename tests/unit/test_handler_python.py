@@ -247,9 +247,9 @@ def test_registry_lookup_and_unknown_type() -> None:
         request_timeout=1.0,
     )
     try:
-        assert registry.job_types == ("command", "http", "python")
+        assert registry.job_types == ("command", "http", "nats", "python")
         assert isinstance(registry.get("python"), PythonHandler)
-        with pytest.raises(UnknownJobType, match=r"'ftp'.*command, http, python") as info:
+        with pytest.raises(UnknownJobType, match=r"'ftp'.*command, http, nats, python") as info:
             registry.get("ftp")
         assert isinstance(info.value, SchedulerError)
     finally:

@@ -1,4 +1,4 @@
-"""Job handlers: one per job type (`http`, `command`, `python`), looked up in a registry."""
+"""Job handlers: one per job type (`http`, `command`, `python`, `nats`), looked up in a registry."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from services.engine.handlers.base import (
 )
 from services.engine.handlers.command import CommandHandler
 from services.engine.handlers.http import HttpHandler
+from services.engine.handlers.nats import NatsHandler
+from services.engine.handlers.nats_link import NatsOptions
 from services.engine.handlers.python import PythonHandler, register_python_handler
 from services.errors import RetryableError, UnknownJobType
 from services.model.vocabulary import JobType
@@ -27,8 +29,12 @@ def build_handler_registry(
     command_allowlist: Sequence[str],
     python_handler_allowlist: Sequence[str],
     request_timeout: float,
+    nats_options: NatsOptions | None = None,
+    nats_subject_allowlist: Sequence[str] = (),
     clock: Clock = SYSTEM_CLOCK,
 ) -> HandlerRegistry:
+    """Every job type's handler. Nothing connects here: NATS is reached at a nats job's first
+    run (the defaults, with an empty allowlist, refuse every subject)."""
     return HandlerRegistry(
         {
             JobType.HTTP.value: HttpHandler(
@@ -41,6 +47,11 @@ def build_handler_registry(
                 allowlist=command_allowlist, kill_grace=1.0, clock=clock
             ),
             JobType.PYTHON.value: PythonHandler(allowlist=python_handler_allowlist, clock=clock),
+            JobType.NATS.value: NatsHandler(
+                options=nats_options or NatsOptions(),
+                subject_allowlist=nats_subject_allowlist,
+                clock=clock,
+            ),
         }
     )
 
@@ -52,6 +63,8 @@ __all__ = [
     "HttpHandler",
     "JobContext",
     "JobOutcome",
+    "NatsHandler",
+    "NatsOptions",
     "PythonHandler",
     "RetryableError",
     "RunLogger",

@@ -77,7 +77,7 @@ def channel_admin() -> ChannelAdmin:
     return ChannelAdmin(
         ChannelStore(_pool()),
         NotificationStore(_pool()),
-        build_senders(settings),
+        lambda: build_senders(settings),
         settings.notify_allowed_hosts,
     )
 

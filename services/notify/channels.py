@@ -4,7 +4,7 @@ remove, and test (one message sent now, recorded in the outbox's history)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from services.errors import InvalidChannel
@@ -32,12 +32,12 @@ class ChannelAdmin:
         self,
         channels: ChannelStore,
         outbox: NotificationStore,
-        senders: Senders,
+        make_senders: Callable[[], Senders],
         allowed_hosts: Sequence[str],
     ) -> None:
         self.channels = channels
         self.outbox = outbox
-        self.senders = senders
+        self.make_senders = make_senders  # a test opens its own client and closes it
         self.allowed_hosts = tuple(allowed_hosts)
 
     def add(self, name: str, kind: str, target: object, *, enabled: bool = True) -> dict[str, Any]:
@@ -66,9 +66,12 @@ class ChannelAdmin:
         }
         key = f"test:{name}:{uuid.uuid4()}"
         error: str | None = None
+        senders = self.make_senders()
         try:
-            self.senders.send(channel, body, key)
+            senders.send(channel, body, key)
         except SendFailed as exc:
             error = str(exc)
+        finally:
+            senders.close()
         self.outbox.record_direct(name, key, "test", body, error=error)
         return {"channel": name, "delivered": error is None, "error": error}

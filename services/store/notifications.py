@@ -19,6 +19,8 @@ from psycopg.types.json import Jsonb
 
 from database.connection import DatabaseConnection, Session, retry_transient
 from database.queries import load_queries
+from services.errors import InvalidCursor
+from services.store.paging import decode_cursor, encode_cursor
 
 __all__ = ["NotificationStore", "OutboxRow", "PendingEvent", "ProducerTurn"]
 
@@ -218,6 +220,29 @@ class NotificationStore:
             "before": before,
         }
         return self.db.fetch_all(_SQL["recent_notifications"], params, prepare=False)
+
+    def page(
+        self,
+        *,
+        limit: int,
+        cursor: str | None,
+        channel: str | None = None,
+        status: str | None = None,
+        schedule_id: UUID | None = None,
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """A page of notifications, newest first, and the cursor of the next (None: the last)."""
+        before = None
+        if cursor is not None:
+            (before,) = decode_cursor(cursor, (int,))
+            if before < 1:
+                raise InvalidCursor(cursor)
+        rows = self.recent(
+            limit=limit + 1, channel=channel, status=status, schedule_id=schedule_id, before=before
+        )
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        return rows, encode_cursor([rows[-1]["notification_id"]])
 
     def prune(self, days: float) -> int:
         return self.db.execute(_SQL["prune_notifications"], {"days": days})

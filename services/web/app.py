@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 
 from services.clock import Clock
-from services.web import api_admin, api_runs, api_schedules
+from services.web import api_admin, api_notify, api_runs, api_schedules
 from services.web.context import ApiContext
 from services.web.dashboard.assembly import install_dashboard
 from services.web.docs_page import render_docs
@@ -54,6 +54,8 @@ def build_app(ops: OpsView, readiness: Readiness, api: ApiContext | None, clock:
         app.include_router(api_admin.scheduler)
         app.include_router(api_admin.audit)
         app.include_router(api_admin.tokens)
+        app.include_router(api_notify.channels)
+        app.include_router(api_notify.notifications)
         install_dashboard(app)
 
     @app.get("/docs", include_in_schema=False)

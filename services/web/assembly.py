@@ -8,8 +8,12 @@ from typing import Any
 
 from services.clock import Clock
 from services.config import Settings
+from services.notify.assembly import build_senders
+from services.notify.channels import ChannelAdmin
 from services.store.audit import AuditStore
+from services.store.channels import ChannelStore
 from services.store.history import JobHistory
+from services.store.notifications import NotificationStore
 from services.store.pool import DatabaseConnection, open_pool
 from services.store.run_requests import RunRequestStore
 from services.store.scheduler_state import SchedulerStateStore
@@ -53,6 +57,13 @@ def api_context(
         audit=AuditStore(db),
         scheduler_state=SchedulerStateStore(db),
         sessions=WebSessionStore(db),
+        channels=ChannelAdmin(
+            ChannelStore(db),
+            NotificationStore(db),
+            lambda: build_senders(settings),
+            settings.notify_allowed_hosts,
+        ),
+        notifications=NotificationStore(db),
         live_instances=live_instances,
         clock=clock,
         max_schedules_per_creator=settings.max_schedules_per_creator,

@@ -13,8 +13,10 @@ from typing import Any
 from fastapi import Request
 
 from services.clock import Clock
+from services.notify.channels import ChannelAdmin
 from services.store.audit import AuditStore
 from services.store.history import JobHistory
+from services.store.notifications import NotificationStore
 from services.store.run_requests import RunRequestStore
 from services.store.scheduler_state import SchedulerStateStore
 from services.store.schedules import ScheduleRepository
@@ -31,6 +33,8 @@ class ApiContext:
     audit: AuditStore
     scheduler_state: SchedulerStateStore
     sessions: WebSessionStore
+    channels: ChannelAdmin
+    notifications: NotificationStore
     live_instances: Callable[[], list[dict[str, Any]]]  # from the heartbeats in Redis
     clock: Clock
     max_schedules_per_creator: int = 0  # 0: no limit

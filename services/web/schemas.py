@@ -262,3 +262,47 @@ class BackfillOut(BaseModel):
     occurrences: list[BackfillOccurrence]
 
     model_config = ConfigDict(populate_by_name=True)
+
+
+class ChannelIn(BaseModel):
+    name: str = Field(description="1-64 of A-Z a-z 0-9 _ . : -")
+    kind: Literal["webhook", "slack", "email"]
+    target: JsonValue = Field(description='{"url": ...} (webhook, slack) or {"to": [...]} (email)')
+    enabled: bool = True
+
+
+class ChannelOut(BaseModel):
+    name: str
+    kind: str
+    target: dict[str, Any] = Field(description="a URL shown by its host only: it may be secret")
+    enabled: bool
+    created_at: UtcTime | None
+    updated_at: UtcTime | None
+
+
+class ChannelTestOut(BaseModel):
+    channel: str
+    delivered: bool
+    error: str | None
+
+
+class NotificationOut(BaseModel):
+    notification_id: int
+    event_key: str
+    channel: str
+    event: str
+    schedule_id: UUID | None
+    execution_id: UUID | None
+    status: str
+    attempts: int
+    next_attempt_at: UtcTime | None
+    last_error: str | None
+    digest_id: int | None
+    created_at: UtcTime
+    sent_at: UtcTime | None
+    message: str | None
+
+
+class NotificationPage(BaseModel):
+    items: list[NotificationOut]
+    next_cursor: str | None

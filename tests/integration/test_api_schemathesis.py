@@ -44,6 +44,8 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from database.connection import DatabaseConnection
+from services.errors import ChannelExists
+from services.store.channels import ChannelStore
 from tests.support.api import CONTRACT_PATHS, ServeProcess, client, make_token, serving
 from tests.support.schedules import query
 
@@ -152,6 +154,14 @@ def _bulk_operations(ids: list[str]) -> st.SearchStrategy[dict[str, Any]]:
     ).filter(lambda body: "schedule_ids" in body or "tag" in body)
 
 
+# Channels the fuzz may add: email ones (no host allowlist needed), each under a new name.
+NEW_CHANNELS = st.builds(
+    lambda name, to: {"name": name, "kind": "email", "target": {"to": to}},
+    st.from_regex(r"\Afuzz-[a-z0-9]{1,12}\Z"),
+    st.lists(st.sampled_from(["ops@example.com", "dev@example.org"]), min_size=1, max_size=2),
+)
+
+
 def _with_body(case: Case, body: dict[str, Any]) -> Case:
     case.body = body
     return case
@@ -231,7 +241,8 @@ class Run:
                 self.failures.setdefault(key, str(group)[:2500])
 
     def path_values(self, path: str, ids: list[str]) -> list[dict[str, str]]:
-        """Real values for the path's parameter: seeded schedules, runs, or revocable tokens."""
+        """Real values for the path's parameter: seeded schedules, runs, or revocable tokens
+        (and channels of the same names)."""
         if "{schedule_id}" in path:
             return [{"schedule_id": i} for i in ids]
         if "{execution_id}" in path:
@@ -322,6 +333,8 @@ def _valid_writes(run: Run, operation: Any, ids: list[str]) -> st.SearchStrategy
         return st.tuples(cases, PATCHES).map(lambda pair: _with_body(*pair))
     if (method, path) == ("POST", "/api/v1/schedules/bulk/operation"):
         return st.tuples(cases, _bulk_operations(ids)).map(lambda pair: _with_body(*pair))
+    if (method, path) == ("POST", "/api/v1/channels"):
+        return st.tuples(cases, NEW_CHANNELS).map(lambda pair: _with_body(*pair))
     return None
 
 
@@ -394,11 +407,20 @@ def test_schemathesis_finds_no_server_error_and_no_answer_the_document_contradic
         if not any(200 <= status < 300 for status in counts)
     }
     assert unreached == {"POST /api/v1/schedules/{schedule_id}/trigger"}, run.statuses
-    assert len(run.written) == 5, run.written  # each valid write got through some of the time
+    assert len(run.written) == 6, run.written  # each valid write got through some of the time
     print(f"schemathesis: {cases} cases in {elapsed:.1f}s, no failure")
     for label, counts in sorted(run.statuses.items()):
         print(f"  {label}: {dict(sorted(counts.items()))}")
     print(f"  valid writes answered 2xx: {dict(run.written)}")
+
+
+def _seed_channels(db: DatabaseConnection, names: list[str]) -> None:
+    store = ChannelStore(db)
+    for name in names:
+        try:
+            store.create(name, "email", {"to": ["ops@example.com"]})
+        except ChannelExists:
+            pass
 
 
 def _run(run: Run, db: DatabaseConnection) -> float:
@@ -409,6 +431,7 @@ def _run(run: Run, db: DatabaseConnection) -> float:
     started = time.monotonic()
     for operation in _operations(run.schema):
         ids = run.seed_schedules()
+        _seed_channels(db, run.victims)  # a removed one is back for the next operation
         for case in _coverage(run, operation, ids):
             run.check(case)
         for mode in GenerationMode:

@@ -11,9 +11,11 @@ import httpx
 import pytest
 
 from database.connection import DatabaseConnection
+from services.store.channels import ChannelStore
 from services.store.schedules import ScheduleRepository
 from services.store.tokens import TokenStore
 from tests.support.api import ServeProcess, make_token, serving
+from tests.support.receivers import Receiver
 from tests.support.schedules import query
 
 pytestmark = pytest.mark.timeout(90)
@@ -198,3 +200,37 @@ def test_backfill_from_the_schedule_page_lists_then_queues(
         assert [(r["status"], r["trigger"]) for r in rows] == [("queued", "backfill")] * 3
         bad = http.post(f"/schedules/{schedule_id}/backfill", data={**form, "to": "yesterday"})
         assert bad.status_code == 422 and "to must be a date and time" in bad.text
+
+
+def test_notifications_page_shows_channels_without_secrets_and_only_an_admin_tests_them(
+    env: dict[str, str], db: DatabaseConnection, tmp_path: Path
+) -> None:
+    receiver = Receiver().start()
+    try:
+        ChannelStore(db).create("ops", "webhook", {"url": receiver.url})
+        admin, reader = make_token(db, "boss", "admin"), make_token(db, "looker", "read")
+        with serving({**env, "NOTIFY_ALLOWED_HOSTS": "127.0.0.1"}, tmp_path / "s.log") as web:
+            with browser(web) as http:
+                login(http, reader)
+                shown = http.get("/notifications")
+                assert shown.status_code == 200 and "ops" in shown.text
+                assert "very-secret-token" not in shown.text and "Send test" not in shown.text
+                refused = http.post(
+                    "/notifications/channels/ops/test", data={"csrf_token": csrf_of(shown)}
+                )
+                assert refused.status_code == 403 and not receiver.events("test")
+            with browser(web) as http:
+                login(http, admin)
+                shown = http.get("/notifications")
+                forged = http.post("/notifications/channels/ops/test", data={"csrf_token": "x"})
+                assert forged.status_code == 403 and not receiver.events("test")
+                sent = http.post(
+                    "/notifications/channels/ops/test", data={"csrf_token": csrf_of(shown)}
+                )
+                assert sent.status_code == 303
+                after = http.get(sent.headers["location"])
+                assert "Test message delivered to ops" in after.text
+                assert receiver.events("test")
+                assert ">sent<" in after.text and "test notification for channel ops" in after.text
+    finally:
+        receiver.stop()

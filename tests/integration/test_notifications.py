@@ -281,7 +281,8 @@ def test_slack_and_email_bodies_and_the_rate_digest(
             {"channels": ["chat", "mail"], "on": ["failed"]},
             name="nightly <report> & co",
         )
-        parts = build_notifications(settings, db, Metrics())
+        metrics = Metrics()
+        parts = build_notifications(settings, db, metrics)
         for minutes in range(6):  # six final failures: beyond the rate of 3 a minute
             _finished_run(database_url, schedule_id, "failed", minutes)
         assert parts.producer.run_once() == 12  # 6 failures x 2 channels
@@ -317,6 +318,12 @@ def test_slack_and_email_bodies_and_the_rate_digest(
     assert f"https://scheduler.example.com/schedules/{schedule_id}" in text
     statuses = Counter(r["status"] for r in _outbox(database_url))
     assert statuses == {"sent": 6, "digested": 8}  # 2 + 2 singles, 2 digests of 4 each
+    counted = metrics.registry.get_sample_value
+    for channel in ("chat", "mail"):
+        labels = {"channel": channel, "event": "failed"}
+        assert counted("scheduler_notifications_total", {**labels, "result": "sent"}) == 2
+        assert counted("scheduler_notifications_total", {**labels, "result": "digested"}) == 4
+    assert counted("scheduler_notification_outbox_depth") == 0
 
 
 @pytest.fixture

@@ -42,6 +42,10 @@ CONTRACT_PATHS = {
     "/api/v1/audit": {"get"},
     "/api/v1/tokens": {"get", "post"},
     "/api/v1/tokens/{name}": {"delete"},
+    "/api/v1/channels": {"get", "post"},
+    "/api/v1/channels/{name}": {"get", "delete"},
+    "/api/v1/channels/{name}/test": {"post"},
+    "/api/v1/notifications": {"get"},
 }
 
 

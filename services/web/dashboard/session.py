@@ -34,6 +34,10 @@ class Viewer:
         return self.role in (TokenRole.WRITE.value, TokenRole.ADMIN.value)
 
     @property
+    def is_admin(self) -> bool:
+        return self.role == TokenRole.ADMIN.value
+
+    @property
     def actor(self) -> str:
         return f"api:{self.name}"
 

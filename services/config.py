@@ -99,6 +99,14 @@ def _optional_url(*schemes: str) -> Callable[[str], str | None]:
     return parse
 
 
+def _celery_backend(raw: str) -> str | None:
+    # rpc:// has no host (results come back over the broker), so _url's host check cannot apply.
+    value = raw.strip()
+    if value in ("rpc://", "rpc"):
+        return "rpc://"
+    return _optional_url("redis", "rediss")(value)
+
+
 def _timezone(raw: str) -> str:
     value = raw.strip()
     try:
@@ -187,6 +195,13 @@ class Settings:
     retry_max_delay: float = _setting("RETRY_MAX_DELAY", _float(0), "300")
     retry_max_attempts: int = _setting("RETRY_MAX_ATTEMPTS", _int(1, 100), "3")
     backfill_concurrency: int = _setting("BACKFILL_CONCURRENCY", _int(1, 1000), "1")
+    # The celery job type (handlers/celery.py).
+    celery_broker_url: str | None = _setting(
+        "CELERY_BROKER_URL", _optional_url("amqp", "amqps", "pyamqp", "redis", "rediss"), ""
+    )
+    celery_result_backend: str | None = _setting("CELERY_RESULT_BACKEND", _celery_backend, "")
+    celery_task_allowlist: tuple[str, ...] = _setting("CELERY_TASK_ALLOWLIST", _list, "")
+    celery_timeout: float = _setting("CELERY_TIMEOUT", _float(0, exclusive=True), "10")
 
     @property
     def redis_url(self) -> str:

@@ -70,9 +70,13 @@ def build_engine(
         command_allowlist=s.command_allowlist,
         python_handler_allowlist=s.python_handler_allowlist,
         request_timeout=s.request_timeout,
+        celery_broker_url=s.celery_broker_url,
+        celery_result_backend=s.celery_result_backend,
+        celery_task_allowlist=s.celery_task_allowlist,
+        celery_timeout=s.celery_timeout,
         clock=clock,
     )
-    catalog = Catalog(s.scheduler_timezone)
+    catalog = Catalog(s.scheduler_timezone, celery_task_allowlist=s.celery_task_allowlist)
     jobs = JobTable(max_workers=max_workers, max_instances=s.job_max_instances)
     retries = RetryScheduler(jobs, catalog, read_schedule)
     parking = ParkingLot()

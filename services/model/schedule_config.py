@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from services.errors import InvalidScheduleError
+from services.model.celery_payload import celery_payload_problems
 from services.model.spec import validate_schedule
 from services.model.vocabulary import JobType, ScheduleSource
 
@@ -122,6 +123,9 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
         errors.append(f"job_type {job_type!r} is not one of: {allowed} (or NULL for the default)")
     if not isinstance(clean.get("payload", {}), dict):
         errors.append(f"payload must be a JSON object, got {type(clean.get('payload')).__name__}")
+    elif job_type == JobType.CELERY:
+        # The shape only: the allowlist is the daemon's setting, checked when it loads the row.
+        errors.extend(celery_payload_problems(clean.get("payload", {}), None))
     tags = clean.get("tags")
     tag_problems = [] if tags is None else tag_errors(tags)
     errors.extend(tag_problems)

@@ -33,6 +33,7 @@ class JobType(StrEnum):
     HTTP = "http"
     COMMAND = "command"
     PYTHON = "python"
+    CELERY = "celery"
 
 
 class TokenRole(StrEnum):

@@ -1,4 +1,4 @@
-"""Job handlers: one per job type (`http`, `command`, `python`), looked up in a registry."""
+"""Job handlers: one per job type (`http`, `command`, `python`, `celery`), in a registry."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from services.engine.handlers.base import (
     RunLogger,
     format_utc,
 )
+from services.engine.handlers.celery import CeleryHandler
 from services.engine.handlers.command import CommandHandler
 from services.engine.handlers.http import HttpHandler
 from services.engine.handlers.python import PythonHandler, register_python_handler
@@ -27,6 +28,10 @@ def build_handler_registry(
     command_allowlist: Sequence[str],
     python_handler_allowlist: Sequence[str],
     request_timeout: float,
+    celery_broker_url: str | None = None,
+    celery_result_backend: str | None = None,
+    celery_task_allowlist: Sequence[str] = (),
+    celery_timeout: float = 10.0,
     clock: Clock = SYSTEM_CLOCK,
 ) -> HandlerRegistry:
     return HandlerRegistry(
@@ -41,11 +46,19 @@ def build_handler_registry(
                 allowlist=command_allowlist, kill_grace=1.0, clock=clock
             ),
             JobType.PYTHON.value: PythonHandler(allowlist=python_handler_allowlist, clock=clock),
+            JobType.CELERY.value: CeleryHandler(
+                broker_url=celery_broker_url,
+                result_backend=celery_result_backend,
+                task_allowlist=celery_task_allowlist,
+                timeout=celery_timeout,
+                clock=clock,
+            ),
         }
     )
 
 
 __all__ = [
+    "CeleryHandler",
     "CommandHandler",
     "Handler",
     "HandlerRegistry",

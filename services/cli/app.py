@@ -9,7 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from services.cli import audit, backfill, migrate, pause, runs, schedules, serve, sync, tokens
+from services.cli import (
+    audit,
+    backfill,
+    import_beat,
+    migrate,
+    pause,
+    runs,
+    schedules,
+    serve,
+    sync,
+    tokens,
+)
 from services.cli.common import EXIT_OK, fail
 from services.errors import ConfigurationError, SchedulerError
 
@@ -46,6 +57,12 @@ Command = tuple[str, str, str, ModuleType]
 COMMANDS: list[Command] = [
     ("migrate", "apply pending database migrations", "scheduler.py migrate --status", migrate),
     ("sync", "sync schedules from API_URL now", "scheduler.py sync --dry-run", sync),
+    (
+        "import-celery-beat",
+        "create celery schedules from django-celery-beat's tables",
+        "scheduler.py import-celery-beat --dsn postgresql://app@db/app --dry-run",
+        import_beat,
+    ),
 ]
 
 

@@ -11,6 +11,7 @@ not failures); 1 when the DSN cannot be read or holds no django-celery-beat tabl
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from services.cli.common import EXIT_OK, fail, print_json
@@ -102,7 +103,9 @@ def _apply(
 
 def _print_text(items: list[dict[str, Any]], counts: dict[str, int], dry_run: bool) -> None:
     for item in items:
-        timing = f" {item['frequency']} {item['time_config']}" if "frequency" in item else ""
+        timing = ""
+        if "frequency" in item:
+            timing = f" {item['frequency']} {json.dumps(item['time_config'], sort_keys=True)}"
         reason = f": {item['reason']}" if "reason" in item else ""
         print(f"{item['action']:<8} {item['name']} ({item['task']}){timing}{reason}")
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no periodic tasks"

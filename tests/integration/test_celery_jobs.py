@@ -259,3 +259,46 @@ def test_a_silent_broker_costs_at_most_the_timeout() -> None:
         listener.close()
     assert outcome.status is ExecutionStatus.FAILED and outcome.retryable
     assert elapsed < 5.0, elapsed  # the bound is CELERY_TIMEOUT-sized, never a hang
+
+
+def _waiting_handler(broker: str, redis_url: str) -> CeleryHandler:
+    return CeleryHandler(
+        broker_url=broker, result_backend=redis_url, task_allowlist=["tasks"], timeout=5.0
+    )
+
+
+def test_a_wait_without_a_result_in_time_is_timed_out(broker: str, redis_url: str) -> None:
+    # No worker consumes this vhost: the task is confirmed by the broker and never runs.
+    handler = _waiting_handler(broker, redis_url)
+    try:
+        outcome = handler.run(
+            make_context(
+                {"task": "tasks.ok", "queue": "nobody", "wait": True},
+                job_type="celery",
+                timeout=0.5,
+            )
+        )
+    finally:
+        handler.close()
+    assert outcome.status is ExecutionStatus.TIMED_OUT and not outcome.retryable
+    assert outcome.metadata is not None and outcome.metadata["state"] == "PENDING"
+
+
+def test_cancelling_a_wait_ends_the_run_cancelled(broker: str, redis_url: str) -> None:
+    handler = _waiting_handler(broker, redis_url)
+    cancel = threading.Event()
+    ctx = make_context(
+        {"task": "tasks.ok", "queue": "nobody", "wait": True},
+        job_type="celery",
+        timeout=60.0,
+        cancel_event=cancel,
+    )
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    try:
+        outcome = handler.run(ctx)
+    finally:
+        timer.cancel()
+        handler.close()
+    assert outcome.status is ExecutionStatus.CANCELLED
+    assert outcome.error_details is not None and outcome.error_details["type"] == "cancelled"

@@ -1,15 +1,17 @@
 """The `celery` job: hand `payload.task` to a Celery broker with `send_task`, by name.
 
-The scheduler never imports a user's task: `send_task` needs only the name. Exactly once rests
-on the occurrence's keys: `task_id` is the execution_id and the message headers carry the
+The scheduler never imports a user's task: `send_task` needs only the name. The occurrence's
+keys go with the message: `task_id` is the execution_id and the headers carry the
 `Idempotency-Key`, so a worker (or a result backend) can recognise a re-send. The run's envelope
 (the `http` job's JSON body) rides in the `scheduler` header rather than in `kwargs`, so the user's
 task signatures stay as they were under celery beat.
 
 On RabbitMQ every publish waits for the broker's confirm, so `completed` means the broker holds
 the message. With `payload.wait: true` the run then polls `CELERY_RESULT_BACKEND` for the task's
-state until the job's time-out. No step blocks for long: connecting, publishing and confirming are
-bounded by `CELERY_TIMEOUT`, and an unreachable broker is a retryable failure.
+state until the job's time-out. No step blocks for long: each connect, publish and confirm gets
+a third of `CELERY_TIMEOUT`, so one retry on a fresh connection still fits in it, and an
+unreachable broker is a retryable failure. (A publish whose confirm never came is sent once more
+by that retry: the broker may then hold it twice, under the same task_id and key.)
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ MAX_KEPT_RESULT_CHARS = 4096
 MAX_POLL_INTERVAL = 0.5
 _AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 _READY_FAILED = frozenset({"FAILURE", "REVOKED", "REJECTED"})
+# Connect, publish and confirm each get this share of CELERY_TIMEOUT (see the module's text).
+_STEP_SHARE = 1 / 3
 
 
 def build_celery_app(broker_url: str, result_backend: str | None, timeout: float) -> Celery:
@@ -55,8 +59,7 @@ def build_celery_app(broker_url: str, result_backend: str | None, timeout: float
         broker_url=broker_url,
         result_backend=result_backend or "disabled",
         broker_transport_options=options,
-        # A connect attempt gets a third of the budget: the publish retry may need a second one.
-        broker_connection_timeout=max(0.1, timeout / 3),
+        broker_connection_timeout=max(0.1, timeout * _STEP_SHARE),
         broker_connection_retry=False,
         broker_connection_retry_on_startup=False,
         broker_connection_max_retries=0,
@@ -174,8 +177,8 @@ class CeleryHandler:
                 task_id=task_id,
                 queue=queue,
                 headers={"Idempotency-Key": ctx.idempotency_key(), "scheduler": envelope(ctx)},
-                confirm_timeout=self._timeout,
-                timeout=self._timeout,
+                confirm_timeout=self._timeout * _STEP_SHARE,
+                timeout=self._timeout * _STEP_SHARE,
             )
         except (OperationalError, KombuError, OSError, TimeoutError) as exc:
             message = self._scrub(str(exc) or repr(exc))
@@ -233,7 +236,7 @@ class CeleryHandler:
                     metadata={**sent, "state": state},
                 )
             if ctx.cancel_event.wait(min(interval, left)):
-                return self._cancelled(ctx, app, task_id, sent)
+                return self._cancelled(sent)
             interval = min(MAX_POLL_INTERVAL, interval * 2)
 
     def _task_failed(
@@ -252,17 +255,13 @@ class CeleryHandler:
             traceback=tail(str(meta.get("traceback") or "")),
         )
 
-    def _cancelled(
-        self, ctx: JobContext, app: Celery, task_id: str, sent: dict[str, Any]
-    ) -> JobOutcome:
-        # Best effort: a revoke tells workers to drop the task if it has not started yet.
-        try:
-            app.control.revoke(task_id)
-        except (OperationalError, KombuError, OSError) as exc:
-            ctx.log.warning("handler.celery.revoke_failed", error_type=type(exc).__name__)
+    @staticmethod
+    def _cancelled(sent: dict[str, Any]) -> JobOutcome:
+        # The task is not revoked: the handler cannot tell a cancel request from a shutdown or
+        # a lost lock, and a scheduler restarting must not undo work already handed over.
         return JobOutcome.failure(
             "cancelled",
-            f"celery task {sent['task']!r} was cancelled while waiting for its result (revoked)",
+            f"stopped waiting for celery task {sent['task']!r}; the task itself was not revoked",
             retryable=False,
             status=ExecutionStatus.CANCELLED,
             metadata=sent,

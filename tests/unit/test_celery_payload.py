@@ -11,6 +11,7 @@ import pytest
 from services.config import load_settings
 from services.engine.handlers import CeleryHandler
 from services.errors import ConfigurationError, InvalidScheduleError
+from services.log import secrets_of
 from services.model.catalog import Catalog
 from services.model.celery_payload import celery_payload_problems, task_allowed
 from services.model.records import Schedule
@@ -110,6 +111,7 @@ def test_settings_parse_and_mask_the_broker_password() -> None:
     view = s.public_view()
     assert view["CELERY_BROKER_URL"] == "amqp://app:***@broker:5672/prod"
     assert "s3cret" not in repr(view)
+    assert "s3cret" in secrets_of(s)  # masked in every log line too
     defaults = load_settings({}, env_file="")
     assert defaults.celery_broker_url is None and defaults.celery_timeout == 10
     assert defaults.celery_task_allowlist == ()

@@ -6,6 +6,7 @@ The environment wins over `.env`; `.env` is for local use (path overridable with
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -17,13 +18,15 @@ from zoneinfo import ZoneInfo
 from dotenv import dotenv_values
 
 from services.errors import ConfigurationError
+from services.model.nats_subject import pattern_problem
+from services.model.notify_rule import notify_problems
 from services.process_wide import ProcessWide
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-JOB_TYPES = ("http", "command", "python")
+JOB_TYPES = ("http", "command", "python", "nats", "celery")
 
 
 def _bool(raw: str) -> bool:
@@ -99,6 +102,42 @@ def _optional_url(*schemes: str) -> Callable[[str], str | None]:
     return parse
 
 
+def _nats_urls(raw: str) -> str:
+    """One NATS server URL or several, comma-separated (nats-py takes a pool)."""
+    servers = [part.strip() for part in raw.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("a URL starting with nats:// or tls:// (several: comma-separated)")
+    strict = _url("nats", "tls", "ws", "wss")
+    for server in servers:
+        try:
+            strict(server)
+            urlsplit(server).port  # noqa: B018 -- a non-numeric port raises here
+        except ValueError:
+            raise ValueError(
+                "a URL starting with nats://, tls://, ws:// or wss:// (several: comma-separated)"
+            ) from None
+    return ",".join(servers)
+
+
+def _subject_patterns(raw: str) -> tuple[str, ...]:
+    patterns = _list(raw)
+    for pattern in patterns:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            raise ValueError(
+                f"comma-separated NATS subjects ('*' one token, '>' the rest); {pattern!r} "
+                f"{problem}"
+            )
+    return patterns
+
+
+def _optional_file(raw: str) -> str | None:
+    value = raw.strip()
+    if value and not os.path.isfile(value):
+        raise ValueError("the path of a readable file (or empty)")
+    return value or None
+
+
 def _celery_backend(raw: str) -> str | None:
     # rpc:// has no host (results come back over the broker), so _url's host check cannot apply.
     value = raw.strip()
@@ -129,6 +168,19 @@ def _instance_id(raw: str) -> str:
     if not value or len(value) > 200 or any(ch.isspace() or ch == "|" for ch in value):
         raise ValueError("a non-empty name of at most 200 characters without spaces or '|'")
     return value
+
+
+def _notify_rule(raw: str) -> dict[str, Any]:
+    """NOTIFY_DEFAULT: a notify object as a schedule's `notify` column takes it."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError('a JSON object such as {"channels": ["ops"], "on": ["failed"]}') from None
+    problems = notify_problems(value, "NOTIFY_DEFAULT")
+    if problems:
+        raise ValueError("; ".join(problems))
+    result: dict[str, Any] = value
+    return result
 
 
 def _setting(env: str, parse: Callable[[str], Any], default: str | None) -> Any:
@@ -195,6 +247,29 @@ class Settings:
     retry_max_delay: float = _setting("RETRY_MAX_DELAY", _float(0), "300")
     retry_max_attempts: int = _setting("RETRY_MAX_ATTEMPTS", _int(1, 100), "3")
     backfill_concurrency: int = _setting("BACKFILL_CONCURRENCY", _int(1, 1000), "1")
+    notify_default: Mapping[str, Any] = _setting("NOTIFY_DEFAULT", _notify_rule, "{}")
+    notify_allowed_hosts: tuple[str, ...] = _setting("NOTIFY_ALLOWED_HOSTS", _list, "")
+    notify_webhook_secret: str | None = _setting("NOTIFY_WEBHOOK_SECRET", _optional_text, "")
+    notify_max_attempts: int = _setting("NOTIFY_MAX_ATTEMPTS", _int(1, 100), "5")
+    notify_rate_per_minute: int = _setting("NOTIFY_RATE_PER_MINUTE", _int(1, 100000), "30")
+    notify_check_interval: float = _setting("NOTIFY_CHECK_INTERVAL", _float(0.1), "5")
+    notify_dashboard_url: str | None = _setting(
+        "NOTIFY_DASHBOARD_URL", _optional_url("http", "https"), ""
+    )
+    notify_retention_days: int = _setting("NOTIFY_RETENTION_DAYS", _int(0), "30")
+    smtp_host: str | None = _setting("SMTP_HOST", _optional_text, "")
+    smtp_port: int = _setting("SMTP_PORT", _int(1, 65535), "587")
+    smtp_user: str | None = _setting("SMTP_USER", _optional_text, "")
+    smtp_password: str | None = _setting("SMTP_PASSWORD", _optional_text, "")
+    smtp_starttls: bool = _setting("SMTP_STARTTLS", _bool, "true")
+    smtp_from: str = _setting("SMTP_FROM", _text, "scheduler@localhost")
+    nats_url: str = _setting("NATS_URL", _nats_urls, "nats://127.0.0.1:4222")
+    nats_subject_allowlist: tuple[str, ...] = _setting(
+        "NATS_SUBJECT_ALLOWLIST", _subject_patterns, ""
+    )
+    nats_timeout: float = _setting("NATS_TIMEOUT", _float(0, exclusive=True), "5")
+    nats_creds_file: str | None = _setting("NATS_CREDS_FILE", _optional_file, "")
+    nats_tls_ca: str | None = _setting("NATS_TLS_CA", _optional_file, "")
     # The celery job type (handlers/celery.py).
     celery_broker_url: str | None = _setting(
         "CELERY_BROKER_URL", _optional_url("amqp", "amqps", "pyamqp", "redis", "rediss"), ""
@@ -225,12 +300,18 @@ class Settings:
         return view
 
 
-SECRET_VARIABLES = frozenset({"API_TOKEN", "REDIS_PASSWORD"})
+SECRET_VARIABLES = frozenset(
+    {"API_TOKEN", "REDIS_PASSWORD", "NOTIFY_WEBHOOK_SECRET", "SMTP_PASSWORD"}
+)
 VARIABLES = tuple(item.metadata["env"] for item in fields(Settings))
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, for logs and messages."""
+    """The URL with its password replaced by ***, for logs and messages (each URL of a
+    comma-separated list, such as a NATS server pool, on its own)."""
+    pieces = url.split(",")
+    if len(pieces) > 1 and all("://" in piece for piece in pieces):
+        return ",".join(mask_url(piece) for piece in pieces)
     try:
         parts = urlsplit(url)
         if parts.password is None:

@@ -148,6 +148,7 @@ class EnhancedScheduler:
         )
         self.heartbeat, self.retry_recovery = loops.heartbeat, loops.retry_recovery
         self.api_sync, self.requests, self.threads = loops.api_sync, loops.requests, loops.threads
+        self.notifications = loops.notifications
         self.watcher.channels[REQUEST_CHANNEL] = lambda _p: self.threads["run-requests"].poke()
         self.watcher.channels[PAUSE_CHANNEL] = lambda _p: self.threads["pause-switch"].poke()
         self._shutdown = Shutdown(
@@ -161,7 +162,13 @@ class EnhancedScheduler:
             timeout=s.shutdown_timeout,
             clock=self.clock,
             remove_heartbeat=self.heartbeat.remove,
-            closers=[self._stop_health, self.handlers.close, self.db.close, self.redis.close],
+            closers=[
+                self._stop_health,
+                self.handlers.close,
+                self.notifications.close,
+                self.db.close,
+                self.redis.close,
+            ],
         )
 
     # -- lifecycle ----------------------------------------------------------------------------

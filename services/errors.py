@@ -188,3 +188,21 @@ class BulkInvalid(SchedulerError):
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(f"items[{first_index}]: {first.reason}{more}; nothing was created")
         self.problems = problems
+
+
+class InvalidChannel(SchedulerError):
+    """A notification channel's name, kind or target is not acceptable; says what is."""
+
+
+class ChannelExists(SchedulerError):
+    def __init__(self, name: str):
+        super().__init__(
+            f"a channel named {name!r} already exists (remove it or pick another name)"
+        )
+        self.name = name
+
+
+class ChannelNotFound(SchedulerError):
+    def __init__(self, name: str):
+        super().__init__(f"no notification channel named {name!r}")
+        self.name = name

@@ -117,6 +117,10 @@ def configure_logging(
     root.setLevel(level)
     # APScheduler logs every run at INFO; we log our own, richer events instead.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # httpx and httpcore log each request's full URL at INFO/DEBUG; a notification URL (a Slack
+    # hook) or a job's URL may carry a token in it, so their per-request lines never show.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -80,3 +80,14 @@ class Metrics:
         self.pending_writes = Gauge(
             "scheduler_pending_result_writes", "Results waiting for PostgreSQL", registry=r
         )
+        self.notifications = Counter(
+            "scheduler_notifications",
+            "Notification deliveries by channel, event and result",
+            ["channel", "event", "result"],
+            registry=r,
+        )
+        self.notification_outbox_depth = Gauge(
+            "scheduler_notification_outbox_depth",
+            "Notifications waiting in the outbox (all instances)",
+            registry=r,
+        )

@@ -109,3 +109,62 @@ FROM job_executions
 WHERE schedule_id = %(schedule_id)s AND started_at >= now() - make_interval(days => %(days)s)
 GROUP BY 1, 2
 ORDER BY 1, 2;
+
+-- name: finished_between
+-- Runs that ended in (since, until] (job_executions_completed_idx), of schedules with a notify
+-- rule (or all, when NOTIFY_DEFAULT gives one), with what their events need: whether the run
+-- is a final failure (no retry follows), for a success whether the outcome before it was a
+-- final failure, and for a final failure how many final failures in a row end with it
+-- (counted up to %(max_streak)s). Outcomes are ordered by started_at.
+WITH done AS (
+    SELECT j.execution_id, j.schedule_id, j.status, j.scheduled_for, j.attempt, j.trigger,
+           j.error_message, j.duration_seconds, j.started_at, j.completed_at, j.instance_id,
+           (j.status IN ('failed', 'timed_out', 'abandoned')
+            AND NOT coalesce(j.error_details @> '{"retry_planned": true}', false))
+               AS final_failure
+    FROM job_executions j
+    WHERE j.completed_at > %(since)s AND j.completed_at <= %(until)s
+      AND j.schedule_id IS NOT NULL
+      AND j.status IN ('completed', 'failed', 'timed_out', 'abandoned', 'skipped')
+)
+SELECT d.*, s.domain, s.name, s.frequency, s.notify,
+       coalesce(prev.failed, false) AS previous_failed,
+       coalesce(streak.n, 0) AS streak
+FROM done d
+JOIN schedules s ON s.schedule_id = d.schedule_id
+LEFT JOIN LATERAL (
+    SELECT p.status <> 'completed' AS failed
+    FROM job_executions p
+    WHERE p.schedule_id = d.schedule_id AND p.started_at < d.started_at
+      AND (p.status = 'completed'
+           OR (p.status IN ('failed', 'timed_out', 'abandoned')
+               AND NOT coalesce(p.error_details @> '{"retry_planned": true}', false)))
+    ORDER BY p.started_at DESC
+    LIMIT 1
+) prev ON d.status = 'completed'
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n
+    FROM (
+        SELECT 1
+        FROM job_executions f
+        WHERE f.schedule_id = d.schedule_id AND f.started_at <= d.started_at
+          AND f.status IN ('failed', 'timed_out', 'abandoned')
+          AND NOT coalesce(f.error_details @> '{"retry_planned": true}', false)
+          AND f.started_at > coalesce(
+              (SELECT max(ok.started_at) FROM job_executions ok
+               WHERE ok.schedule_id = d.schedule_id AND ok.status = 'completed'
+                 AND ok.started_at < d.started_at),
+              '-infinity')
+        LIMIT %(max_streak)s
+    ) counted
+) streak ON d.final_failure
+WHERE s.notify <> '{}'::jsonb OR %(has_default)s
+ORDER BY d.completed_at, d.execution_id;
+
+-- name: completed_since
+-- When each of the given schedules' runs completed since %(since)s (the missed check).
+SELECT schedule_id, completed_at
+FROM job_executions
+WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND status = 'completed'
+  AND completed_at >= %(since)s
+ORDER BY schedule_id, completed_at;

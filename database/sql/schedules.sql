@@ -306,3 +306,17 @@ SELECT * FROM schedules
 WHERE last_status IN ('failed', 'timed_out', 'abandoned', 'invalid')
 ORDER BY last_run DESC NULLS LAST, schedule_id
 LIMIT %(limit)s;
+
+-- name: invalid_for_notify
+-- Rows marked invalid whose notify rule (or NOTIFY_DEFAULT) may want to hear of it.
+SELECT schedule_id, domain, name, frequency, notify, config_hash, last_error
+FROM schedules
+WHERE last_status = 'invalid' AND (notify <> '{}'::jsonb OR %(has_default)s);
+
+-- name: expecting_completion
+-- Enabled rows with time_config.expected_within: the missed check's candidates.
+SELECT schedule_id, domain, name, frequency, time_config::text AS time_config_json, notify,
+       created_at, next_run, last_status
+FROM schedules
+WHERE enabled AND time_config ? 'expected_within'
+  AND (notify <> '{}'::jsonb OR %(has_default)s);

@@ -47,3 +47,21 @@ if [ -z "${REDIS_URL:-}" ] && [ -z "${REDIS_HOST:-}" ]; then
   fi
   wait_for "Redis on 127.0.0.1:6379" redis_ready
 fi
+
+# The nats job tests start private nats-servers (with -js, on spare ports): only the program is
+# needed, Debian's package. Installed when missing and we are root; otherwise one clear line.
+NATS_SERVER=/usr/sbin/nats-server
+if [ ! -x "$NATS_SERVER" ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: $NATS_SERVER not found; install it (apt-get install nats-server)" >&2
+    exit 1
+  fi
+  echo "installing nats-server (apt-get)" >&2
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server; } \
+      >/tmp/ensure-nats-apt.log 2>&1; then
+    tail -n 20 /tmp/ensure-nats-apt.log >&2
+    echo "error: apt-get could not install nats-server (whole log in /tmp/ensure-nats-apt.log)" >&2
+    exit 1
+  fi
+fi

@@ -12,6 +12,7 @@ from types import ModuleType
 from services.cli import (
     audit,
     backfill,
+    channels,
     import_beat,
     migrate,
     pause,
@@ -89,6 +90,7 @@ def build_parser(daemon: Daemon) -> argparse.ArgumentParser:
     backfill.register(subparsers)
     runs.register(subparsers, trigger_locally=daemon.trigger_locally)
     tokens.register(subparsers)
+    channels.register(subparsers)
     audit.register(subparsers)
     serve.register(subparsers)
     for name, help_text, example, module in COMMANDS:

@@ -10,8 +10,12 @@ import redis
 
 from services.config import get_settings
 from services.lock.client import create_redis_client
+from services.notify.assembly import build_senders
+from services.notify.channels import ChannelAdmin
 from services.store.audit import AuditStore
+from services.store.channels import ChannelStore
 from services.store.history import JobHistory
+from services.store.notifications import NotificationStore
 from services.store.pool import DatabaseConnection, open_pool
 from services.store.run_requests import RunRequestStore
 from services.store.scheduler_state import SchedulerStateStore
@@ -66,3 +70,17 @@ def actor() -> str:
     except (OSError, KeyError):  # no login name, no passwd entry (some containers)
         user = f"uid{os.getuid()}"
     return f"cli:{user}"
+
+
+def channel_admin() -> ChannelAdmin:
+    settings = get_settings()
+    return ChannelAdmin(
+        ChannelStore(_pool()),
+        NotificationStore(_pool()),
+        build_senders(settings),
+        settings.notify_allowed_hosts,
+    )
+
+
+def notification_store() -> NotificationStore:
+    return NotificationStore(_pool())

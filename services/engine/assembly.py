@@ -17,7 +17,7 @@ import redis
 from services.clock import Clock
 from services.config import Settings
 from services.engine.firing import FiringPolicy
-from services.engine.handlers import HandlerRegistry, build_handler_registry
+from services.engine.handlers import HandlerRegistry, NatsOptions, build_handler_registry
 from services.engine.overlap import OverlapDoor
 from services.engine.parking import ParkingLot
 from services.engine.pause import PauseSwitch
@@ -27,7 +27,7 @@ from services.engine.recheck import Rechecks
 from services.engine.retries import RetryScheduler
 from services.engine.runner import JobRunner
 from services.metrics import Metrics
-from services.model.catalog import Catalog
+from services.model.catalog import Catalog, job_payload_check
 from services.model.records import Schedule, SchedulerPause
 from services.model.retry import RetryPolicy
 from services.ops.timer import TimerThread
@@ -70,13 +70,25 @@ def build_engine(
         command_allowlist=s.command_allowlist,
         python_handler_allowlist=s.python_handler_allowlist,
         request_timeout=s.request_timeout,
+        nats_options=NatsOptions(
+            url=s.nats_url,
+            timeout=s.nats_timeout,
+            creds_file=s.nats_creds_file,
+            tls_ca=s.nats_tls_ca,
+        ),
+        nats_subject_allowlist=s.nats_subject_allowlist,
         celery_broker_url=s.celery_broker_url,
         celery_result_backend=s.celery_result_backend,
         celery_task_allowlist=s.celery_task_allowlist,
         celery_timeout=s.celery_timeout,
         clock=clock,
     )
-    catalog = Catalog(s.scheduler_timezone, celery_task_allowlist=s.celery_task_allowlist)
+    catalog = Catalog(
+        s.scheduler_timezone,
+        payload_problems=job_payload_check(
+            s.default_job_type, s.nats_subject_allowlist, s.celery_task_allowlist
+        ),
+    )
     jobs = JobTable(max_workers=max_workers, max_instances=s.job_max_instances)
     retries = RetryScheduler(jobs, catalog, read_schedule)
     parking = ParkingLot()

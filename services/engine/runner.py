@@ -307,6 +307,10 @@ class JobRunner:
     def _final_result(self, ended: Ended) -> FinalResult:
         occ = ended.begun.active.occurrence
         status, message, details = final_status(ended.begun.active, ended.outcome, ended.begun.lock)
+        if self._earns_retry(ended, status):
+            # Written with the outcome, so a reader of the row (notifications: `failed` is for
+            # the last attempt only) knows another attempt follows without asking this process.
+            details = {**(details or {}), "retry_planned": True}
         if ended.begun.lock.lost.is_set():
             self.metrics.lock_lost.inc()
         now = self.clock.now()
@@ -351,10 +355,7 @@ class JobRunner:
                 "run.result_refused", **fields, reason="row no longer ours (fenced or reaped)"
             )
         report = RunReport(result.execution_id, status.value, result.error_message or "")
-        attempts = self.retry_policy.attempts_for(occ.loaded.spec.max_retries)
-        lock_lost = ended.begun.lock.lost.is_set()
-        retryable = ended.outcome.retryable and not lock_lost and status in _RETRYABLE
-        if not retryable or occ.attempt >= attempts:
+        if not self._earns_retry(ended, status):
             return report, None
         delay = self.retry_policy.delay(occ.attempt)
         due = self.clock.now() + timedelta(seconds=delay)
@@ -363,6 +364,14 @@ class JobRunner:
         )
         retry = replace(occ, attempt=occ.attempt + 1, trigger=RunTrigger.RETRY, due_at=due)
         return report, (retry, due)
+
+    def _earns_retry(self, ended: Ended, status: ExecutionStatus) -> bool:
+        """A retryable failure with attempts left, whose lock held to the end."""
+        occ = ended.begun.active.occurrence
+        attempts = self.retry_policy.attempts_for(occ.loaded.spec.max_retries)
+        lock_lost = ended.begun.lock.lost.is_set()
+        retryable = ended.outcome.retryable and not lock_lost and status in _RETRYABLE
+        return retryable and occ.attempt < attempts
 
     def _park(self, occ: Occurrence) -> RunReport:
         """PostgreSQL is unreachable: hold the occurrence (no lock, no worker) until it returns;

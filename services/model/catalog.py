@@ -6,24 +6,50 @@ occurrences. Pure: parsing reads no clock and does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
 from services.errors import InvalidScheduleError
 from services.model.celery_payload import celery_payload_problems
+from services.model.nats_subject import nats_payload_problems
 from services.model.occurrence import LoadedSchedule
 from services.model.records import Schedule
 from services.model.spec import parse_schedule
 from services.model.vocabulary import JobType
 
+# What is wrong with a row's payload for its job type, judged with the daemon's settings.
+PayloadCheck = Callable[[str | None, Mapping[str, Any]], list[str]]
+
+
+def job_payload_check(
+    default_job_type: str,
+    nats_subject_allowlist: Sequence[str],
+    celery_task_allowlist: Sequence[str] = (),
+) -> PayloadCheck:
+    """The load-time payload check: a `nats` row whose subject NATS_SUBJECT_ALLOWLIST does not
+    allow, or a `celery` row whose task CELERY_TASK_ALLOWLIST does not, becomes `invalid` at
+    once, instead of failing at every run."""
+    allowlist = tuple(nats_subject_allowlist)
+    tasks = tuple(celery_task_allowlist)
+
+    def problems(job_type: str | None, payload: Mapping[str, Any]) -> list[str]:
+        effective = job_type or default_job_type
+        if effective == JobType.NATS:
+            return nats_payload_problems(payload, allowlist)
+        if effective == JobType.CELERY:
+            return celery_payload_problems(payload, tasks)
+        return []
+
+    return problems
+
 
 class Catalog:
     def __init__(
-        self, default_timezone: str, *, celery_task_allowlist: Sequence[str] | None = None
+        self, default_timezone: str, *, payload_problems: PayloadCheck | None = None
     ) -> None:
         self.default_timezone = default_timezone
-        # The daemon's CELERY_TASK_ALLOWLIST; None (previews in the CLI and API) checks the shape.
-        self.celery_task_allowlist = celery_task_allowlist
+        self._payload_problems = payload_problems
         self._loaded: dict[UUID, LoadedSchedule] = {}
 
     def __len__(self) -> int:
@@ -45,8 +71,8 @@ class Catalog:
         """Raises InvalidScheduleError with the reason `last_error` gets."""
         if not isinstance(schedule.payload, dict):  # hand-made rows can hold anything
             raise InvalidScheduleError(f"payload must be a JSON object, got {schedule.payload!r}")
-        if schedule.job_type == JobType.CELERY:
-            problems = celery_payload_problems(schedule.payload, self.celery_task_allowlist)
+        if self._payload_problems is not None:
+            problems = self._payload_problems(schedule.job_type, schedule.payload)
             if problems:
                 raise InvalidScheduleError("; ".join(problems), problems=problems)
         spec = parse_schedule(

@@ -220,3 +220,21 @@ class NextRunWrite(NamedTuple):
     schedule_id: UUID
     next_run: datetime | None
     config_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A notification channel as stored. `target` may hold a secret (a webhook URL with its
+    token): show `public()` to people, never the record itself."""
+
+    name: str
+    kind: str
+    target: dict[str, Any]
+    enabled: bool = True
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Channel:
+        channel: Channel = _from_row(cls, row)
+        return channel

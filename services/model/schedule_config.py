@@ -14,6 +14,8 @@ from uuid import UUID
 
 from services.errors import InvalidScheduleError
 from services.model.celery_payload import celery_payload_problems
+from services.model.nats_subject import nats_payload_problems
+from services.model.notify_rule import notify_problems
 from services.model.spec import validate_schedule
 from services.model.vocabulary import JobType, ScheduleSource
 
@@ -123,6 +125,10 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
         errors.append(f"job_type {job_type!r} is not one of: {allowed} (or NULL for the default)")
     if not isinstance(clean.get("payload", {}), dict):
         errors.append(f"payload must be a JSON object, got {type(clean.get('payload')).__name__}")
+    elif job_type == JobType.NATS:
+        # The shape only: the subject allowlist is the daemon's setting, checked when it loads
+        # the row (a row with no job_type takes DEFAULT_JOB_TYPE there too).
+        errors.extend(nats_payload_problems(clean.get("payload") or {}))
     elif job_type == JobType.CELERY:
         # The shape only: the allowlist is the daemon's setting, checked when it loads the row.
         errors.extend(celery_payload_problems(clean.get("payload", {}), None))
@@ -132,8 +138,8 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
     if tags is not None and not tag_problems:
         clean["tags"] = list(dict.fromkeys(tags))
     notify = clean.get("notify")
-    if notify is not None and not isinstance(notify, dict):
-        errors.append(f"notify must be a JSON object, got {type(notify).__name__}")
+    if notify is not None:
+        errors.extend(notify_problems(notify))
     source = clean.get("source", ScheduleSource.MANUAL.value)
     if source not in {s.value for s in ScheduleSource}:
         errors.append(f"source {source!r} is not one of: manual, api")

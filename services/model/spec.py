@@ -12,8 +12,9 @@ Shapes (contract, DESIGN.md "frequency and time_config"); keys outside them are 
     monthly   {"day": 1..31 | "last"}, plus hour and minute as for daily; short months are skipped
 
 Every shape also takes timezone, jitter, start_date, end_date, timeout_seconds, max_retries,
-misfire_grace_time, overlap_policy (`model.overlap`) and max_buffered; a null value counts as
-absent (so a null required key is missing). Integers
+misfire_grace_time, overlap_policy (`model.overlap`), max_buffered and expected_within (seconds
+after an occurrence by which a run must have completed, else a `missed` notification); a null
+value counts as absent (so a null required key is missing). Integers
 are JSON integers (true is not 1, 2.0 is not 2). Naive dates are wall times in the schedule's zone
 (resolved by the wall-clock rules of `model.wallclock`); start_date and run_at are rounded up and
 end_date down to whole seconds, so no fire time oversteps them. The interval anchor is start_date,
@@ -55,6 +56,7 @@ COMMON_KEYS = (
     "misfire_grace_time",
     "overlap_policy",
     "max_buffered",
+    "expected_within",
 )
 SHAPE_KEYS: dict[str, tuple[str, ...]] = {
     "cron": ("expression",),
@@ -89,6 +91,7 @@ class ScheduleSpec:
     misfire_grace_time: float | None = None  # None = the daemon's default
     overlap_policy: OverlapPolicy = OverlapPolicy.SKIP  # an earlier run still going (model.overlap)
     max_buffered: int = DEFAULT_MAX_BUFFERED  # buffer_all: at most this many waiting
+    expected_within: float | None = None  # seconds after an occurrence its run must be done by
     schedule_id: str = ""  # seeds the deterministic jitter
     anchor: datetime | None = None  # interval phase: start_date, else created_at
     rule: WallRule | None = None  # cron (a HashedCron only in a shared template), hourly, ...
@@ -157,6 +160,7 @@ def _read(
     max_retries = r.integer("max_retries", 0, MAX_RETRIES)
     timeout = r.number("timeout_seconds", 0, inclusive=False, high=MAX_TIMEOUT)
     grace = r.number("misfire_grace_time", 0, inclusive=True, high=MAX_GRACE)
+    expected_within = r.number("expected_within", 0, inclusive=False, high=MAX_GRACE)
     policy = read_policy(time_config.get("overlap_policy"), r.problems)
     max_buffered = r.integer("max_buffered", 1, MAX_BUFFERED, default=DEFAULT_MAX_BUFFERED)
     start, end = r.date("start_date"), r.date("end_date")
@@ -191,6 +195,7 @@ def _read(
         misfire_grace_time=grace,
         overlap_policy=policy,
         max_buffered=max_buffered or DEFAULT_MAX_BUFFERED,
+        expected_within=expected_within,
         anchor=start,
         rule=shape.rule,
         period=shape.period,

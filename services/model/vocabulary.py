@@ -33,6 +33,7 @@ class JobType(StrEnum):
     HTTP = "http"
     COMMAND = "command"
     PYTHON = "python"
+    NATS = "nats"
     CELERY = "celery"
 
 

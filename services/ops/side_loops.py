@@ -1,6 +1,6 @@
 """The daemon's side loops, each a named ServiceThread: the pause switch, heartbeat, reaper,
-retry recovery, result writer, history and audit pruners, run requests, the overlap queue and
-(when configured) the API sync."""
+retry recovery, result writer, history, audit and notification pruners, run requests, the
+overlap queue, the notification producer and delivery, and (when configured) the API sync."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from services.engine.run_requests import POLL_SECONDS as REQUEST_POLL_SECONDS
 from services.engine.run_requests import RequestProcessor
 from services.metrics import Metrics
 from services.model.occurrence import RunReport
+from services.notify.assembly import Notifications, build_notifications
+from services.notify.delivery import POLL_SECONDS as DELIVERY_POLL_SECONDS
 from services.ops.housekeeping import DailyPruner
 from services.ops.service_thread import ServiceThread
 from services.store.audit import AuditStore
@@ -41,6 +43,7 @@ class SideLoops:
     retry_recovery: RetryRecovery
     api_sync: ApiSyncService
     requests: RequestProcessor
+    notifications: Notifications
     threads: dict[str, ServiceThread]
 
 
@@ -93,6 +96,8 @@ def build_side_loops(
 
     history = daily("history", JobHistory(db).cleanup_old_executions, s.history_retention_days)
     audit = daily("audit", AuditStore(db).prune, s.audit_retention_days)
+    notifications = build_notifications(s, db, metrics)
+    notified = daily("notifications", notifications.store.prune, s.notify_retention_days)
     api_sync = ApiSyncService(
         schedules,
         redis_client,
@@ -121,12 +126,20 @@ def build_side_loops(
         ("audit-pruner", audit.step, 3600.0),
         ("run-requests", requests.process, REQUEST_POLL_SECONDS),
         ("overlap-queue", engine.queue.step, QUEUE_POLL_SECONDS),
+        ("notify-producer", lambda: produce(), s.notify_check_interval),
+        ("notify-delivery", notifications.delivery.run_once, DELIVERY_POLL_SECONDS),
+        ("notify-pruner", notified.step, 3600.0),
     ]
     if periodic_sync and s.api_url:
         loops.append(("api-sync", api_sync.step, api_sync_interval))
     threads = {name: ServiceThread(name, step, period, stop) for name, step, period in loops}
+
+    def produce() -> None:
+        if notifications.producer.run_once():  # new events go out now, not at the next poll
+            threads["notify-delivery"].poke()
+
     # A run that ends here, or an occurrence queued here, wakes the queue loop at once.
     engine.runner.after_complete = threads["overlap-queue"].poke
     if engine.runner.overlap is not None:
         engine.runner.overlap.poke = threads["overlap-queue"].poke
-    return SideLoops(heartbeat, retry_recovery, api_sync, requests, threads)
+    return SideLoops(heartbeat, retry_recovery, api_sync, requests, notifications, threads)

@@ -71,7 +71,9 @@ class ScheduleIn(_In):
     domain_config_id: UUID | None = Field(None, description="default: a new UUID")
     name: Text | None = None
     enabled: StrictBool = True  # as PATCH and the watcher take it: 0 or "yes" is no boolean
-    job_type: Text | None = Field(None, description="http, command, python (null: the default)")
+    job_type: Text | None = Field(
+        None, description="http, command, python, nats, celery (null: the default)"
+    )
     payload: JsonValue = Field(default_factory=dict, description="a JSON object")
     profile_id: UUID | None = None
     tags: list[Text] = Field(default_factory=list)

@@ -85,3 +85,18 @@ def slow(ctx: JobContext) -> dict[str, Any]:
 def stubborn(ctx: JobContext) -> None:
     """Ignores the cancel event: sleeps payload.seconds whatever happens."""
     time.sleep(float(ctx.payload.get("seconds", 0.2)))
+
+
+def retry_then_ok(ctx: JobContext) -> dict[str, Any]:
+    """Fails its first attempt (retryable) and completes on the next."""
+    if ctx.attempt == 1:
+        raise RetryableError("first attempt fails on purpose")
+    return {"attempt": ctx.attempt}
+
+
+def scripted(ctx: JobContext) -> dict[str, Any]:
+    """Fails (not retryable) while the file payload.script says `fail`, else completes."""
+    with open(str(ctx.payload["script"]), encoding="utf-8") as f:
+        if f.read().strip() == "fail":
+            raise ValueError("scripted failure")
+    return {"ok": True}

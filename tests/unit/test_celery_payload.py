@@ -12,7 +12,7 @@ from services.config import load_settings
 from services.engine.handlers import CeleryHandler
 from services.errors import ConfigurationError, InvalidScheduleError
 from services.log import secrets_of
-from services.model.catalog import Catalog
+from services.model.catalog import Catalog, job_payload_check
 from services.model.celery_payload import celery_payload_problems, task_allowed
 from services.model.records import Schedule
 from services.model.schedule_config import validate_config
@@ -87,7 +87,7 @@ def _schedule(payload: dict[str, Any]) -> Schedule:
 
 
 def test_the_daemons_catalog_marks_an_unlisted_task_invalid() -> None:
-    catalog = Catalog("UTC", celery_task_allowlist=("proj.tasks",))
+    catalog = Catalog("UTC", payload_problems=job_payload_check("http", (), ("proj.tasks",)))
     assert catalog.parse(_schedule({"task": "proj.tasks.add"})).spec is not None
     with pytest.raises(InvalidScheduleError) as info:
         catalog.parse(_schedule({"task": "evil.rm"}))

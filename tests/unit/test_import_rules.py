@@ -36,6 +36,10 @@ IMPORT_RULES: dict[str, Rule] = {
     "watch-never-imports-engine": Rule(("services.watch",), ("services.engine",)),
     "engine-never-imports-watch": Rule(("services.engine",), ("services.watch",)),
     "nothing-imports-the-daemon": Rule(OURS, (DAEMON,), (DAEMON,)),
+    # Notifications read what runs left in the database; they never reach into a run.
+    "notify-never-imports-engine": Rule(
+        ("services.notify",), ("services.engine", "services.scheduling", "services.watch")
+    ),
     "web-works-over-stores-only": Rule(
         ("services.web",),
         (

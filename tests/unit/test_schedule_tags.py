@@ -34,8 +34,13 @@ def test_tags_must_be_a_list(tags: Any) -> None:
 
 
 def test_validate_config_normalises_tags_and_checks_notify() -> None:
-    clean = validate_config({**BASE, "tags": ["b", "a", "b"], "notify": {"on": ["failed"]}})
-    assert clean["tags"] == ["b", "a"] and clean["notify"] == {"on": ["failed"]}
+    clean = validate_config(
+        {**BASE, "tags": ["b", "a", "b"], "notify": {"channels": ["ops"], "on": ["failed"]}}
+    )
+    assert clean["tags"] == ["b", "a"] and clean["notify"] == {
+        "channels": ["ops"],
+        "on": ["failed"],
+    }
     assert "tags" not in validate_config(BASE)  # absent stays absent: the database default
     with pytest.raises(InvalidScheduleError, match="each tag must be") as info:
         validate_config({**BASE, "tags": ["ok", "not ok"], "notify": []})

@@ -105,7 +105,7 @@ def test_every_frequency_has_a_valid_example() -> None:
 
 ACCEPTED_DAILY = (
     "hour, minute, timezone, jitter, start_date, end_date, timeout_seconds, max_retries, "
-    "misfire_grace_time, overlap_policy, max_buffered"
+    "misfire_grace_time, overlap_policy, max_buffered, expected_within"
 )
 ERRORS = [
     (

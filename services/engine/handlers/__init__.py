@@ -1,4 +1,4 @@
-"""Job handlers: one per job type (`http`, `command`, `python`, `celery`), in a registry."""
+"""Job handlers: one per job type (`http`, `command`, `python`, `nats`, `celery`), in a registry."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from services.engine.handlers.base import (
 from services.engine.handlers.celery import CeleryHandler
 from services.engine.handlers.command import CommandHandler
 from services.engine.handlers.http import HttpHandler
+from services.engine.handlers.nats import NatsHandler
+from services.engine.handlers.nats_link import NatsOptions
 from services.engine.handlers.python import PythonHandler, register_python_handler
 from services.errors import RetryableError, UnknownJobType
 from services.model.vocabulary import JobType
@@ -28,12 +30,16 @@ def build_handler_registry(
     command_allowlist: Sequence[str],
     python_handler_allowlist: Sequence[str],
     request_timeout: float,
+    nats_options: NatsOptions | None = None,
+    nats_subject_allowlist: Sequence[str] = (),
     celery_broker_url: str | None = None,
     celery_result_backend: str | None = None,
     celery_task_allowlist: Sequence[str] = (),
     celery_timeout: float = 10.0,
     clock: Clock = SYSTEM_CLOCK,
 ) -> HandlerRegistry:
+    """Every job type's handler. Nothing connects here: NATS and the Celery broker are reached
+    at a nats or celery job's first run (the defaults, with empty allowlists, refuse them all)."""
     return HandlerRegistry(
         {
             JobType.HTTP.value: HttpHandler(
@@ -46,6 +52,11 @@ def build_handler_registry(
                 allowlist=command_allowlist, kill_grace=1.0, clock=clock
             ),
             JobType.PYTHON.value: PythonHandler(allowlist=python_handler_allowlist, clock=clock),
+            JobType.NATS.value: NatsHandler(
+                options=nats_options or NatsOptions(),
+                subject_allowlist=nats_subject_allowlist,
+                clock=clock,
+            ),
             JobType.CELERY.value: CeleryHandler(
                 broker_url=celery_broker_url,
                 result_backend=celery_result_backend,
@@ -65,6 +76,8 @@ __all__ = [
     "HttpHandler",
     "JobContext",
     "JobOutcome",
+    "NatsHandler",
+    "NatsOptions",
     "PythonHandler",
     "RetryableError",
     "RunLogger",

@@ -151,3 +151,12 @@ def test_refusals_send_nothing_and_build_no_app() -> None:
     assert waiting.error_details["type"] == "no_result_backend"
     assert listed._app is None  # nothing was built, so nothing can have been sent
     listed.close()
+
+
+def test_a_row_without_job_type_is_checked_under_default_job_type_celery() -> None:
+    check = job_payload_check("celery", (), ("proj",))
+    assert check(None, {"task": "proj.tasks.x"}) == []
+    assert check(None, {"task": "other.x"}) == [
+        "celery task 'other.x' is not under CELERY_TASK_ALLOWLIST (allowed: proj)"
+    ]
+    assert check("http", {"task": "other.x"}) == []  # other job types are not its business

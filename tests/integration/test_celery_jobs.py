@@ -302,3 +302,19 @@ def test_cancelling_a_wait_ends_the_run_cancelled(broker: str, redis_url: str) -
         handler.close()
     assert outcome.status is ExecutionStatus.CANCELLED
     assert outcome.error_details is not None and outcome.error_details["type"] == "cancelled"
+
+
+def test_a_handler_for_the_same_broker_works_after_another_was_closed(broker: str) -> None:
+    # kombu's producer pools are process-wide, keyed by the broker: closing one handler must
+    # not leave the next one a closed pool.
+    for _ in range(2):
+        handler = CeleryHandler(
+            broker_url=broker, result_backend=None, task_allowlist=["tasks"], timeout=5.0
+        )
+        try:
+            outcome = handler.run(
+                make_context({"task": "tasks.ok", "queue": "x"}, job_type="celery")
+            )
+        finally:
+            handler.close()
+        assert outcome.status is ExecutionStatus.COMPLETED, outcome.error_message

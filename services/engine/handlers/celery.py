@@ -23,7 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
+from kombu import pools
 from kombu.exceptions import KombuError, OperationalError
+from kombu.utils.collections import eqhash
 
 from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers.base import (
@@ -87,10 +89,16 @@ def build_celery_app(broker_url: str, result_backend: str | None, timeout: float
 
 
 def close_celery_app(app: Celery) -> None:
-    """Closes the sockets the app holds: Celery's own close() only forgets its pools."""
-    producers = app.amqp._producer_pool
-    if producers is not None:
-        producers.force_close_all()
+    """Closes the sockets the app holds. Celery's own close() only forgets its pools, and its
+    producers come from kombu's process-wide pools, keyed by the broker's address: those are
+    closed and dropped too, so that a later app for the same broker starts with fresh ones."""
+    connection = app.connection_for_write()
+    key = eqhash(connection)  # type: ignore[no-untyped-call]
+    for group in (pools.producers, pools.connections):
+        if key in group:  # `group[connection]` would create a pool when there is none
+            group[connection].force_close_all()
+            del group[connection]
+    connection.release()
     if app._pool is not None:
         app._pool.force_close_all()
     client = getattr(app._backend_cache, "client", None)

@@ -1,8 +1,9 @@
 """Dispatch to Celery (issue 18): occurrences per second that the run pipeline hands to the
 machine's RabbitMQ as Celery tasks (publisher confirms on), next to the bookkeeping floor.
 
-`python -m bench.bench_celery`; also part of `make bench`. Runs in a vhost of its own, deleted
-afterwards, with no worker: the figure is the scheduler's side, up to the broker's confirm.
+`python -m bench.bench_celery` (`make bench-celery`); also part of `make bench`. Runs in a vhost
+of its own, deleted afterwards, with no worker: the figure is the scheduler's side, up to the
+broker's confirm.
 - The bookkeeping floor and the no-op python job through the pipeline, as in bench_dispatch.
 - The run pipeline with `celery` jobs, N occurrences due at once, MAX_WORKERS=10, timed until the
   last is recorded; the queue must then hold exactly N messages.

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,32 @@ def test_a_handler_for_the_same_broker_works_after_another_was_closed(broker: st
         finally:
             handler.close()
         assert outcome.status is ExecutionStatus.COMPLETED, outcome.error_message
+
+
+def test_wait_mode_over_rpc_results_from_several_threads(
+    broker: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """rpc:// sends each result back over the broker to the thread that sent the task."""
+    rpc_worker = CeleryWorker(
+        broker, "rpc://", redis_url, redis_prefix, QUEUE, tmp_path / "rpc.log"
+    )
+    handler = CeleryHandler(
+        broker_url=broker, result_backend="rpc://", task_allowlist=["tasks"], timeout=5.0
+    )
+    contexts = [
+        make_context(
+            {"task": "tasks.ok", "kwargs": {"x": i, "y": 1}, "queue": QUEUE, "wait": True},
+            job_type="celery",
+            timeout=20.0,
+        )
+        for i in range(6)
+    ]
+    try:
+        rpc_worker.start()
+        with ThreadPoolExecutor(3) as pool:
+            outcomes = list(pool.map(handler.run, contexts))
+    finally:
+        handler.close()
+        rpc_worker.stop()
+    assert [o.status for o in outcomes] == [ExecutionStatus.COMPLETED] * 6
+    assert [(o.metadata or {})["result"] for o in outcomes] == [{"sum": i + 1} for i in range(6)]

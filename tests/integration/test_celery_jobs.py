@@ -3,6 +3,7 @@ test's own) and a real Celery worker runs the tasks, with results in Redis."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from services.engine.handlers import CeleryHandler
 from services.engine.handlers.base import format_utc
@@ -348,3 +350,27 @@ def test_wait_mode_over_rpc_results_from_several_threads(
         rpc_worker.stop()
     assert [o.status for o in outcomes] == [ExecutionStatus.COMPLETED] * 6
     assert [(o.metadata or {})["result"] for o in outcomes] == [{"sum": i + 1} for i in range(6)]
+
+
+def test_a_redis_broker_gets_the_message_with_its_ids(redis_url: str, redis_prefix: str) -> None:
+    """Redis as the broker (no publisher confirms there): the message lands in the queue's list."""
+    queue = f"{redis_prefix}celery"  # the list is the queue's name: the prefix's clean-up takes it
+    handler = CeleryHandler(
+        broker_url=redis_url, result_backend=None, task_allowlist=["tasks"], timeout=5.0
+    )
+    client = redis.Redis.from_url(redis_url)
+    ctx = make_context({"task": "tasks.ok", "queue": queue}, job_type="celery")
+    try:
+        outcome = handler.run(ctx)
+        raw = client.lpop(queue)
+    finally:
+        handler.close()
+        # kombu's bindings for the queue's own exchange are named after it, outside the prefix.
+        client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        client.close()
+    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error_message
+    assert isinstance(raw, bytes)
+    headers = json.loads(raw)["headers"]
+    assert headers["id"] == str(ctx.execution_id) and headers["task"] == "tasks.ok"
+    assert headers["Idempotency-Key"] == ctx.idempotency_key()
+    assert headers["scheduler"]["execution_id"] == str(ctx.execution_id)

@@ -19,6 +19,7 @@ from services.cli.context import actor, repository
 from services.config import get_settings
 from services.errors import InvalidScheduleError, SchedulerError
 from services.model.celery_beat import DEFAULT_DOMAIN, IMPORT_TAG, PlannedSchedule, plan_schedule
+from services.model.celery_payload import task_allowed
 from services.model.schedule_config import validate_config
 from services.model.vocabulary import JobType
 from services.store.celery_beat import read_beat_tasks
@@ -90,9 +91,13 @@ def _apply(
     item.update(frequency=plan.frequency, time_config=plan.time_config, enabled=plan.enabled)
     if plan.name in imported:
         return {**item, "action": "exists", "reason": "imported before (same name)"}
+    settings = get_settings()
+    if not task_allowed(plan.task, settings.celery_task_allowlist):
+        # Imported all the same: the daemons' allowlist may differ from this shell's.
+        item["warning"] = "task not under this environment's CELERY_TASK_ALLOWLIST"
     config = _config(plan, domain)
     try:
-        validate_config(config, default_timezone=get_settings().scheduler_timezone)
+        validate_config(config, default_timezone=settings.scheduler_timezone)
         if dry_run:
             return {**item, "action": "create"}
         schedule_id = repo.create_schedule(**config, actor=actor())
@@ -107,6 +112,7 @@ def _print_text(items: list[dict[str, Any]], counts: dict[str, int], dry_run: bo
         if "frequency" in item:
             timing = f" {item['frequency']} {json.dumps(item['time_config'], sort_keys=True)}"
         reason = f": {item['reason']}" if "reason" in item else ""
-        print(f"{item['action']:<8} {item['name']} ({item['task']}){timing}{reason}")
+        warning = f" (warning: {item['warning']})" if "warning" in item else ""
+        print(f"{item['action']:<8} {item['name']} ({item['task']}){timing}{reason}{warning}")
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no periodic tasks"
     print(f"{'dry run, would apply: ' if dry_run else ''}{summary}")

@@ -70,6 +70,16 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert by_name["dawn"]["action"] == "skipped"
     assert "solar" in by_name["dawn"]["reason"]
     assert celery_rows(database_url) == {}
+    # This environment allows no task: the plan says the daemons would refuse them.
+    assert "CELERY_TASK_ALLOWLIST" in by_name["poll feeds"]["warning"]
+    listed = cli_json(
+        {**env, "CELERY_TASK_ALLOWLIST": "proj.tasks"},
+        "import-celery-beat",
+        "--dsn",
+        beat_url,
+        "--dry-run",
+    )
+    assert all("warning" not in item for item in listed["items"])
     text = cli(env, "import-celery-beat", "--dsn", beat_url, "--dry-run")
     assert text.returncode == 0, text.stderr
     assert "dry run, would apply: create 4, skipped 1" in text.stdout

@@ -7,11 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-browser test-faults lint format typecheck bench bench-dispatch \
+.PHONY: run test test-unit test-integration test-browser test-faults lint format typecheck bench bench-dispatch bench-celery \
         migrate services browser db demo clean help bench-million
 
 help:
-	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-dispatch | bench-million | migrate | demo | clean"
+	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-dispatch | bench-celery | bench-million | migrate | demo | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ bench: venv services
 # Occurrences per second dispatched to JetStream through the run pipeline (issue 18).
 bench-dispatch: venv services
 	$(PY) -m bench.bench_dispatch
+
+# Occurrences per second dispatched to RabbitMQ as Celery tasks through the run pipeline.
+bench-celery: venv services
+	$(PY) -m bench.bench_celery
 
 # The varied load mix at 1,000,000 rows too (issue 19): long, and several GB of RAM.
 bench-million: venv services

@@ -26,7 +26,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-JOB_TYPES = ("http", "command", "python", "nats")
+JOB_TYPES = ("http", "command", "python", "nats", "celery")
 
 
 def _bool(raw: str) -> bool:
@@ -136,6 +136,14 @@ def _optional_file(raw: str) -> str | None:
     if value and not os.path.isfile(value):
         raise ValueError("the path of a readable file (or empty)")
     return value or None
+
+
+def _celery_backend(raw: str) -> str | None:
+    # rpc:// has no host (results come back over the broker), so _url's host check cannot apply.
+    value = raw.strip()
+    if value in ("rpc://", "rpc"):
+        return "rpc://"
+    return _optional_url("redis", "rediss")(value)
 
 
 def _timezone(raw: str) -> str:
@@ -262,6 +270,13 @@ class Settings:
     nats_timeout: float = _setting("NATS_TIMEOUT", _float(0, exclusive=True), "5")
     nats_creds_file: str | None = _setting("NATS_CREDS_FILE", _optional_file, "")
     nats_tls_ca: str | None = _setting("NATS_TLS_CA", _optional_file, "")
+    # The celery job type (handlers/celery.py).
+    celery_broker_url: str | None = _setting(
+        "CELERY_BROKER_URL", _optional_url("amqp", "amqps", "pyamqp", "redis", "rediss"), ""
+    )
+    celery_result_backend: str | None = _setting("CELERY_RESULT_BACKEND", _celery_backend, "")
+    celery_task_allowlist: tuple[str, ...] = _setting("CELERY_TASK_ALLOWLIST", _list, "")
+    celery_timeout: float = _setting("CELERY_TIMEOUT", _float(0, exclusive=True), "10")
 
     @property
     def redis_url(self) -> str:

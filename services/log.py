@@ -60,7 +60,11 @@ def register_secrets(values: Iterable[str | None]) -> None:
 def secrets_of(settings: Any) -> list[str | None]:
     """The secret values held by a Settings object."""
     database_password = urlsplit(settings.database_url).password
-    return [settings.api_token, settings.redis_password, database_password]
+    secrets = [settings.api_token, settings.redis_password, database_password]
+    # The celery job's broker and result backend (handlers/celery.py).
+    for url in (settings.celery_broker_url, settings.celery_result_backend):
+        secrets.append(urlsplit(url).password if url else None)
+    return secrets
 
 
 def configure_logging(

@@ -13,6 +13,7 @@ from services.cli import (
     audit,
     backfill,
     channels,
+    import_beat,
     migrate,
     pause,
     runs,
@@ -57,6 +58,12 @@ Command = tuple[str, str, str, ModuleType]
 COMMANDS: list[Command] = [
     ("migrate", "apply pending database migrations", "scheduler.py migrate --status", migrate),
     ("sync", "sync schedules from API_URL now", "scheduler.py sync --dry-run", sync),
+    (
+        "import-celery-beat",
+        "create celery schedules from django-celery-beat's tables",
+        "scheduler.py import-celery-beat --dsn postgresql://app@db/app --dry-run",
+        import_beat,
+    ),
 ]
 
 

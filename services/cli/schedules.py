@@ -23,6 +23,7 @@ from services.model.catalog import Catalog
 from services.model.fire_times import fire_times
 from services.model.records import Schedule
 from services.model.schedule_config import TAG_RULE, tag_errors
+from services.model.vocabulary import JobType
 from services.store.schedules import CONFIG_FIELDS, validate_config
 
 LIST_COLUMNS = ["schedule_id", "domain", "frequency", "enabled", "next_run", "last_status"]
@@ -62,7 +63,7 @@ def _config_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
         help="cron, interval, once, hourly, daily, weekly or monthly",
     )
     parser.add_argument("--time-config", type=json_object, required=required, metavar="JSON")
-    parser.add_argument("--job-type", choices=["http", "command", "python", "nats"])
+    parser.add_argument("--job-type", choices=[t.value for t in JobType])
     parser.add_argument("--payload", type=json_object, metavar="JSON")
     parser.add_argument("--name")
     parser.add_argument(

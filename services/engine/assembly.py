@@ -77,11 +77,17 @@ def build_engine(
             tls_ca=s.nats_tls_ca,
         ),
         nats_subject_allowlist=s.nats_subject_allowlist,
+        celery_broker_url=s.celery_broker_url,
+        celery_result_backend=s.celery_result_backend,
+        celery_task_allowlist=s.celery_task_allowlist,
+        celery_timeout=s.celery_timeout,
         clock=clock,
     )
     catalog = Catalog(
         s.scheduler_timezone,
-        payload_problems=job_payload_check(s.default_job_type, s.nats_subject_allowlist),
+        payload_problems=job_payload_check(
+            s.default_job_type, s.nats_subject_allowlist, s.celery_task_allowlist
+        ),
     )
     jobs = JobTable(max_workers=max_workers, max_instances=s.job_max_instances)
     retries = RetryScheduler(jobs, catalog, read_schedule)

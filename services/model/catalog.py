@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from services.errors import InvalidScheduleError
+from services.model.celery_payload import celery_payload_problems
 from services.model.nats_subject import nats_payload_problems
 from services.model.occurrence import LoadedSchedule
 from services.model.records import Schedule
@@ -21,14 +22,23 @@ from services.model.vocabulary import JobType
 PayloadCheck = Callable[[str | None, Mapping[str, Any]], list[str]]
 
 
-def job_payload_check(default_job_type: str, nats_subject_allowlist: Sequence[str]) -> PayloadCheck:
+def job_payload_check(
+    default_job_type: str,
+    nats_subject_allowlist: Sequence[str],
+    celery_task_allowlist: Sequence[str] = (),
+) -> PayloadCheck:
     """The load-time payload check: a `nats` row whose subject NATS_SUBJECT_ALLOWLIST does not
-    allow becomes `invalid` at once, instead of failing at every run."""
+    allow, or a `celery` row whose task CELERY_TASK_ALLOWLIST does not, becomes `invalid` at
+    once, instead of failing at every run."""
     allowlist = tuple(nats_subject_allowlist)
+    tasks = tuple(celery_task_allowlist)
 
     def problems(job_type: str | None, payload: Mapping[str, Any]) -> list[str]:
-        if (job_type or default_job_type) == JobType.NATS:
+        effective = job_type or default_job_type
+        if effective == JobType.NATS:
             return nats_payload_problems(payload, allowlist)
+        if effective == JobType.CELERY:
+            return celery_payload_problems(payload, tasks)
         return []
 
     return problems

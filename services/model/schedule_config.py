@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from services.errors import InvalidScheduleError
+from services.model.celery_payload import celery_payload_problems
 from services.model.nats_subject import nats_payload_problems
 from services.model.notify_rule import notify_problems
 from services.model.spec import validate_schedule
@@ -128,6 +129,9 @@ def validate_config(config: Mapping[str, Any], *, default_timezone: str = "UTC")
         # The shape only: the subject allowlist is the daemon's setting, checked when it loads
         # the row (a row with no job_type takes DEFAULT_JOB_TYPE there too).
         errors.extend(nats_payload_problems(clean.get("payload") or {}))
+    elif job_type == JobType.CELERY:
+        # The shape only: the allowlist is the daemon's setting, checked when it loads the row.
+        errors.extend(celery_payload_problems(clean.get("payload", {}), None))
     tags = clean.get("tags")
     tag_problems = [] if tags is None else tag_errors(tags)
     errors.extend(tag_problems)

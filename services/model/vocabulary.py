@@ -34,6 +34,7 @@ class JobType(StrEnum):
     COMMAND = "command"
     PYTHON = "python"
     NATS = "nats"
+    CELERY = "celery"
 
 
 class TokenRole(StrEnum):

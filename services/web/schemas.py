@@ -72,7 +72,7 @@ class ScheduleIn(_In):
     name: Text | None = None
     enabled: StrictBool = True  # as PATCH and the watcher take it: 0 or "yes" is no boolean
     job_type: Text | None = Field(
-        None, description="http, command, python, nats (null: the default)"
+        None, description="http, command, python, nats, celery (null: the default)"
     )
     payload: JsonValue = Field(default_factory=dict, description="a JSON object")
     profile_id: UUID | None = None

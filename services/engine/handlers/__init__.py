@@ -1,4 +1,4 @@
-"""Job handlers: one per job type (`http`, `command`, `python`, `nats`), looked up in a registry."""
+"""Job handlers: one per job type (`http`, `command`, `python`, `nats`, `celery`), in a registry."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from services.engine.handlers.base import (
     RunLogger,
     format_utc,
 )
+from services.engine.handlers.celery import CeleryHandler
 from services.engine.handlers.command import CommandHandler
 from services.engine.handlers.http import HttpHandler
 from services.engine.handlers.nats import NatsHandler
@@ -31,10 +32,14 @@ def build_handler_registry(
     request_timeout: float,
     nats_options: NatsOptions | None = None,
     nats_subject_allowlist: Sequence[str] = (),
+    celery_broker_url: str | None = None,
+    celery_result_backend: str | None = None,
+    celery_task_allowlist: Sequence[str] = (),
+    celery_timeout: float = 10.0,
     clock: Clock = SYSTEM_CLOCK,
 ) -> HandlerRegistry:
-    """Every job type's handler. Nothing connects here: NATS is reached at a nats job's first
-    run (the defaults, with an empty allowlist, refuse every subject)."""
+    """Every job type's handler. Nothing connects here: NATS and the Celery broker are reached
+    at a nats or celery job's first run (the defaults, with empty allowlists, refuse them all)."""
     return HandlerRegistry(
         {
             JobType.HTTP.value: HttpHandler(
@@ -52,11 +57,19 @@ def build_handler_registry(
                 subject_allowlist=nats_subject_allowlist,
                 clock=clock,
             ),
+            JobType.CELERY.value: CeleryHandler(
+                broker_url=celery_broker_url,
+                result_backend=celery_result_backend,
+                task_allowlist=celery_task_allowlist,
+                timeout=celery_timeout,
+                clock=clock,
+            ),
         }
     )
 
 
 __all__ = [
+    "CeleryHandler",
     "CommandHandler",
     "Handler",
     "HandlerRegistry",

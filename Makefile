@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-browser test-faults lint format typecheck bench bench-dispatch bench-celery \
+.PHONY: run test test-services test-unit test-integration test-browser test-faults lint format typecheck bench bench-dispatch bench-celery \
         migrate services browser db demo clean help bench-million
 
 help:
@@ -24,6 +24,11 @@ venv: $(STAMP)
 services:
 	@deploy/local/ensure-services.sh
 
+# The tests also need RabbitMQ (celery jobs) and the nats-server program (nats jobs); the
+# daemon itself needs neither unless its schedules use them.
+test-services:
+	@deploy/local/ensure-services.sh --for-tests
+
 browser:
 	@deploy/local/ensure-browser.sh
 
@@ -37,19 +42,19 @@ run: db
 migrate: venv
 	$(PY) run_migrations.py
 
-test: venv services browser
+test: venv test-services browser
 	$(PY) -m pytest tests --ignore=tests/faults
 
-test-faults: venv services
+test-faults: venv test-services
 	$(PY) -m pytest tests/faults
 
 test-unit: venv
 	$(PY) -m pytest tests/unit
 
-test-integration: venv services
+test-integration: venv test-services
 	$(PY) -m pytest tests/integration
 
-test-browser: venv services browser
+test-browser: venv test-services browser
 	$(PY) -m pytest tests/browser
 
 lint: venv
@@ -63,15 +68,15 @@ format: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-bench: venv services
+bench: venv test-services
 	$(PY) -m bench
 
 # Occurrences per second dispatched to JetStream through the run pipeline (issue 18).
-bench-dispatch: venv services
+bench-dispatch: venv test-services
 	$(PY) -m bench.bench_dispatch
 
 # Occurrences per second dispatched to RabbitMQ as Celery tasks through the run pipeline.
-bench-celery: venv services
+bench-celery: venv test-services
 	$(PY) -m bench.bench_celery
 
 # The varied load mix at 1,000,000 rows too (issue 19): long, and several GB of RAM.

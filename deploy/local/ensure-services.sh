@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis answer before the daemon or the tests need them.
+# Make sure PostgreSQL and Redis answer (with --for-tests: RabbitMQ too, and nats-server is
+# installed) before the daemon or the tests need them.
 # With DATABASE_URL / REDIS_URL set, only checks those; otherwise checks the local defaults
 # (127.0.0.1:5432 and 127.0.0.1:6379) and starts the local services if installed but stopped.
 set -euo pipefail
@@ -46,6 +47,25 @@ if [ -z "${REDIS_URL:-}" ] && [ -z "${REDIS_HOST:-}" ]; then
       --dir /var/lib/redis --logfile /var/log/redis/ci.log
   fi
   wait_for "Redis on 127.0.0.1:6379" redis_ready
+fi
+
+# The celery job tests use the local RabbitMQ (127.0.0.1:5672, guest/guest), each test on a
+# vhost of its own made with rabbitmqctl. Started here when installed but stopped.
+rabbit_ready() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+FOR_TESTS=false
+[ "${1:-}" = "--for-tests" ] && FOR_TESTS=true
+if ! $FOR_TESTS; then exit 0; fi
+if [ -z "${CELERY_BROKER_URL:-}" ]; then
+  if ! command -v rabbitmqctl >/dev/null 2>&1; then
+    echo "error: rabbitmqctl not found; install RabbitMQ (apt-get install rabbitmq-server)" >&2
+    exit 1
+  fi
+  if ! rabbit_ready; then
+    echo "starting local RabbitMQ" >&2
+    rabbitmq-server -detached >/tmp/ensure-rabbitmq.log 2>&1 || true
+    rabbitmqctl -q await_startup --timeout 60 >>/tmp/ensure-rabbitmq.log 2>&1 || true
+  fi
+  wait_for "RabbitMQ on 127.0.0.1:5672" rabbit_ready
 fi
 
 # The nats job tests start private nats-servers (with -js, on spare ports): only the program is

@@ -12,6 +12,7 @@ parent-death signal) even when the test run itself is killed.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import shutil
 import signal
@@ -120,7 +121,10 @@ class NatsServer:
             finally:
                 await nc.close()
 
-        return asyncio.run(main())
+        # On a thread of its own: the browser tests' Playwright keeps an event loop running on
+        # the main thread for the whole session, and asyncio.run refuses to start inside one.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nats-test") as pool:
+            return pool.submit(asyncio.run, main()).result()
 
     def add_stream(self, name: str, subjects: list[str]) -> None:
         async def add(nc: Client) -> None:

@@ -147,7 +147,7 @@ def test_wait_mode_records_the_tasks_success_and_failure(
                 schedule_row(database_url, s)["last_status"] in ("completed", "failed")
                 for s in (ok, fail)
             ),
-            20,
+            40,
             message="both runs finished",
         )
     (good,) = executions(database_url, ok)

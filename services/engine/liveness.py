@@ -114,7 +114,9 @@ class Heartbeat:
         self._script = redis_client.register_script(_BEAT_SCRIPT)
         self._state = threading.Lock()  # the beat thread writes what the reaper thread reads
         self._value: str | None = None  # what our last successful beat left in the key
-        self._last_ok_sent: float | None = None  # when that beat was sent
+        # When that beat's reply came. Gaps between replies show a stall of Redis or of us: a
+        # beat stuck in a frozen Redis replies late, and the next one is on time again.
+        self._last_ok: float | None = None
         self._steady_since: float | None = None  # start of the current run of steady beats
 
     @property
@@ -123,7 +125,6 @@ class Heartbeat:
             return self._value
 
     def beat(self) -> None:
-        sent = self.monotonic()
         fresh = f"{self.token}:{uuid.uuid4().hex[:12]}"
         try:
             with self.redis.pipeline(transaction=False) as pipe:
@@ -140,32 +141,35 @@ class Heartbeat:
                 log.warning("heartbeat.failed", key=self.key, error=str(exc))
             self.healthy = False
             return
-        self._record(sent, self.monotonic(), stored)
+        first, recreated, late = self._record(self.monotonic(), stored)
+        if recreated and not first:
+            log.warning("heartbeat.recreated", key=self.key)  # expired under us, or Redis lost it
+        elif late and self.healthy:  # (after a failure, "heartbeat.ok" says enough)
+            log.warning("heartbeat.late", key=self.key, max_gap=self.timing.max_gap)
         if not self.healthy:
             log.info("heartbeat.ok", key=self.key)
         self.healthy = True
 
-    def _record(self, sent: float, replied: float, stored: str) -> None:
+    def _record(self, replied: float, stored: str) -> tuple[bool, bool, bool]:
+        """Note a successful beat; (first, recreated, late). Either of the last two starts a
+        new run of steady beats."""
         with self._state:
             first = self._value is None
             recreated = stored != self._value
-            late = self._last_ok_sent is None or replied - self._last_ok_sent > self.timing.max_gap
+            late = self._last_ok is None or replied - self._last_ok > self.timing.max_gap
             if recreated or late or self._steady_since is None:
                 self._steady_since = replied
-            self._value, self._last_ok_sent = stored, sent
-        if recreated and not first:
-            log.warning("heartbeat.recreated", key=self.key)  # expired under us, or Redis lost it
-        elif late and not first:
-            log.warning("heartbeat.late", key=self.key, max_gap=self.timing.max_gap)
+            self._value, self._last_ok = stored, replied
+        return first, recreated, late
 
     def steady(self, *, since: float, now: float) -> bool:
         """Whether our beats have been steady from `settle` seconds before `since` until now
         (none failed, none late, the key never recreated) and the last one is not overdue."""
         with self._state:
-            if self._steady_since is None or self._last_ok_sent is None:
+            if self._steady_since is None or self._last_ok is None:
                 return False
             settled = self._steady_since + self.timing.settle <= since
-            return settled and now - self._last_ok_sent <= self.timing.max_gap
+            return settled and now - self._last_ok <= self.timing.max_gap
 
     def remove(self) -> None:
         """Delete our heartbeat, only if it is still ours."""

@@ -71,10 +71,13 @@ def events(daemons: list[DaemonProcess], name: str) -> list[dict[str, object]]:
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.parametrize("heartbeat", ["5", "0.5"])
 def test_killed_instance_rows_abandoned_within_the_bound_and_a_frozen_one_keeps_its_own(
-    env: dict[str, str], database_url: str, spawn: Spawn
+    env: dict[str, str], database_url: str, spawn: Spawn, heartbeat: str
 ) -> None:
-    daemons = [spawn(bound_env(env), f"inst-{n}") for n in range(3)]
+    """HEARTBEAT_INTERVAL=5: the heartbeat (TTL 5 s) outlives the 3-s freeze. 0.5: it does not
+    (TTL 1.5 s); the frozen instance's locks (renewed every 1.67 s, 3.33 s left) keep its rows."""
+    daemons = [spawn(bound_env(env, HEARTBEAT_INTERVAL=heartbeat), f"inst-{n}") for n in range(3)]
     start_all(daemons)
     insert_long_runs(database_url, SCHEDULES, run_seconds=RUN_SECONDS)
     by_instance = wait_running(database_url, SCHEDULES, timeout=30)
@@ -108,7 +111,10 @@ def test_killed_instance_rows_abandoned_within_the_bound_and_a_frozen_one_keeps_
     after = rows_by_id(database_url, frozen_rows)
     statuses = dict(Counter(r["status"] for r in after.values()))
     lost = [e for e in events([frozen], "lock.lost")]
-    print(f"{frozen_id} frozen {FREEZE:g} s: its rows {statuses}, locks lost {len(lost)}")
+    print(
+        f"{frozen_id} frozen {FREEZE:g} s (HEARTBEAT_INTERVAL={heartbeat}): its rows {statuses}, "
+        f"locks lost {len(lost)}"
+    )
     assert [r for r in after.values() if r["status"] == "abandoned"] == []
     assert [e for e in events([other], "reaper.abandoned") if e["instance"] == frozen_id] == []
 

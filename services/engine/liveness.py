@@ -204,7 +204,7 @@ class Reaper:
         self.prefix = prefix
         self.monotonic = monotonic
         self.on_abandoned = on_abandoned
-        self._held_back = False  # logged once per stretch of "our own heartbeat is not intact"
+        self._held_back = False  # "reaper.held_back" is logged once per stretch of it
 
     def sweep(self) -> int:
         """One pass; returns how many rows it abandoned."""
@@ -255,7 +255,11 @@ class Reaper:
             if not self._held_back:
                 log.warning(
                     "reaper.held_back",
-                    reason="own heartbeat missing or recreated" if not intact else "own beats late",
+                    reason=(
+                        "own heartbeat missing or recreated"
+                        if not intact
+                        else "own beats not steady for a TTL yet (late, failed, or just started)"
+                    ),
                     settle_seconds=self.heartbeat.timing.settle,
                 )
             self._held_back = True

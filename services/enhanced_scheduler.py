@@ -145,6 +145,7 @@ class EnhancedScheduler:
             trigger=self.trigger_now,
             api_sync_interval=self.api_sync_interval,
             periodic_sync=self.enable_api_sync,
+            check_interval=self.schedule_check_interval,
         )
         self.heartbeat, self.retry_recovery = loops.heartbeat, loops.retry_recovery
         self.api_sync, self.requests, self.threads = loops.api_sync, loops.requests, loops.threads

@@ -1,21 +1,30 @@
 """Instance heartbeats and the reaper that turns dead instances' `running` rows into `abandoned`.
 
-Each instance keeps `scheduler:instance:<instance_id>` alive with a TTL of three heartbeat periods;
-its value is a per-process token. A `running` row of another instance is abandoned once that
-instance's heartbeat has been seen missing for at least two heartbeat periods (an emptied Redis
-loses every heartbeat at once, and live instances rewrite theirs within one period) and its
-schedule's lock no longer holds that run's token.
+Each instance keeps `scheduler:instance:<instance_id>` alive (TTL and period from
+`liveness_timing.LivenessTiming`, derived from LOCK_TIMEOUT); its value is a per-process token and
+a generation that changes whenever the key had to be created anew. A `running` row of another
+instance is abandoned when, in one sweep: that instance's heartbeat is missing, the schedule's
+lock no longer holds that run's token, and our own heartbeat is intact (same generation as our
+last beat wrote) and has been steady (no failed or late beat) for a TTL before the sweep began.
+The last condition stands in for "missing for a while": an emptied or failed-over Redis loses our
+heartbeat too (or gives it a new generation), and a frozen Redis shows as a late beat of ours, so
+in both cases nothing is reaped until every live peer has had time to beat again. Fencing stays
+the last word: the abandon touches only rows still `running`.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from services.engine.liveness_timing import LivenessTiming
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.lock.keys import schedule_lock_key
 from services.log import get_logger
@@ -68,14 +77,29 @@ def instance_summaries(redis_client: redis.Redis, prefix: str = "") -> list[dict
     return summaries
 
 
+# Refresh our heartbeat if it still holds our token, else write it anew with a fresh generation.
+# Returns the value now stored: a value other than the one our last beat saw means the key had
+# gone (expired while we were frozen, Redis emptied or failed over) and was recreated.
+_BEAT_SCRIPT = """
+local stored = redis.call('GET', KEYS[1])
+if stored and string.sub(stored, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return stored
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+return ARGV[3]
+"""
+
+
 class Heartbeat:
     def __init__(
         self,
         redis_client: redis.Redis,
         instance_id: str,
-        interval: float,
+        timing: LivenessTiming,
         prefix: str = "",
         describe: Callable[[], dict[str, Any]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis_client
         self.key = heartbeat_key(instance_id, prefix)
@@ -83,34 +107,84 @@ class Heartbeat:
         self.status_key = instance_status_key(instance_id, prefix)
         self.describe = describe
         self.token = uuid.uuid4().hex
-        self.ttl_ms = max(1, round(interval * 3 * 1000))
+        self.timing = timing
+        self.ttl_ms = timing.ttl_ms
+        self.monotonic = monotonic
         self.healthy = False
+        self._script = redis_client.register_script(_BEAT_SCRIPT)
+        self._state = threading.Lock()  # the beat thread writes what the reaper thread reads
+        self._value: str | None = None  # what our last successful beat left in the key
+        # When that beat's reply came. Gaps between replies show a stall of Redis or of us: a
+        # beat stuck in a frozen Redis replies late, and the next one is on time again.
+        self._last_ok: float | None = None
+        self._steady_since: float | None = None  # start of the current run of steady beats
+
+    @property
+    def value(self) -> str | None:
+        with self._state:
+            return self._value
 
     def beat(self) -> None:
+        fresh = f"{self.token}:{uuid.uuid4().hex[:12]}"
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(self.key, self.token, px=self.ttl_ms)
+                self._script(keys=[self.key], args=[self.token, self.ttl_ms, fresh], client=pipe)
                 if self.describe is not None:
                     pipe.set(
                         self.status_key, json.dumps(self.describe(), default=str), px=self.ttl_ms
                     )
-                pipe.execute()
+                stored = str(pipe.execute()[0])
         except redis.RedisError as exc:
+            with self._state:
+                self._steady_since = None
             if self.healthy:
                 log.warning("heartbeat.failed", key=self.key, error=str(exc))
             self.healthy = False
             return
+        first, recreated, late = self._record(self.monotonic(), stored)
+        if recreated and not first:
+            log.warning("heartbeat.recreated", key=self.key)  # expired under us, or Redis lost it
+        elif late and self.healthy:  # (after a failure, "heartbeat.ok" says enough)
+            log.warning("heartbeat.late", key=self.key, max_gap=self.timing.max_gap)
         if not self.healthy:
             log.info("heartbeat.ok", key=self.key)
         self.healthy = True
 
+    def _record(self, replied: float, stored: str) -> tuple[bool, bool, bool]:
+        """Note a successful beat; (first, recreated, late). Either of the last two starts a
+        new run of steady beats."""
+        with self._state:
+            first = self._value is None
+            recreated = stored != self._value
+            late = self._last_ok is None or replied - self._last_ok > self.timing.max_gap
+            if recreated or late or self._steady_since is None:
+                self._steady_since = replied
+            self._value, self._last_ok = stored, replied
+        return first, recreated, late
+
+    def steady(self, *, since: float, now: float) -> bool:
+        """Whether our beats have been steady from `settle` seconds before `since` until now
+        (none failed, none late, the key never recreated) and the last one is not overdue."""
+        with self._state:
+            if self._steady_since is None or self._last_ok is None:
+                return False
+            settled = self._steady_since + self.timing.settle <= since
+            return settled and now - self._last_ok <= self.timing.max_gap
+
     def remove(self) -> None:
         """Delete our heartbeat, only if it is still ours."""
         try:
-            if self.redis.get(self.key) == self.token:
+            stored = self.redis.get(self.key)
+            if stored is not None and str(stored).startswith(self.token):
                 self.redis.delete(self.key, self.status_key)
         except redis.RedisError as exc:
             log.warning("heartbeat.remove_failed", key=self.key, error=str(exc))
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    instance_id: str
+    row: dict[str, Any]
 
 
 class Reaper:
@@ -118,22 +192,23 @@ class Reaper:
         self,
         store: ExecutionStore,
         redis_client: redis.Redis,
+        heartbeat: Heartbeat,
         *,
-        heartbeat_interval: float,
         prefix: str = "",
         monotonic: Callable[[], float],
         on_abandoned: Callable[[int], None] = lambda _n: None,
     ) -> None:
         self.store = store
         self.redis = redis_client
-        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat = heartbeat
         self.prefix = prefix
         self.monotonic = monotonic
         self.on_abandoned = on_abandoned
-        self._missing_since: dict[str, float] = {}
+        self._held_back = False  # "reaper.held_back" is logged once per stretch of it
 
     def sweep(self) -> int:
         """One pass; returns how many rows it abandoned."""
+        began = self.monotonic()
         try:
             rows = self.store.running_rows_of_others()
         except (DatabaseUnavailable, DatabaseError) as exc:
@@ -142,44 +217,70 @@ class Reaper:
         by_instance: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_instance.setdefault(row["instance_id"] or "", []).append(row)
-        now = self.monotonic()
-        abandoned = 0
         try:
-            for instance_id, instance_rows in by_instance.items():
-                if self.redis.exists(heartbeat_key(instance_id, self.prefix)):
-                    self._missing_since.pop(instance_id, None)
-                    continue
-                since = self._missing_since.setdefault(instance_id, now)
-                if now - since < 2 * self.heartbeat_interval:
-                    continue
-                abandoned += self._abandon_unlocked(instance_id, instance_rows)
+            candidates = self._dead_runs(by_instance)
+            # Our own heartbeat is read after the others: had Redis lost its keys before we
+            # looked at theirs, ours would be gone or of a new generation by now.
+            if not candidates or not self._own_heartbeat_intact(began):
+                return 0
         except redis.RedisError as exc:
             log.warning("reaper.redis_unavailable", error=str(exc))
-        for gone in set(self._missing_since) - set(by_instance):
-            del self._missing_since[gone]
+            return 0
+        abandoned = sum(self._abandon(c) for c in candidates)
         if abandoned:
             self.on_abandoned(abandoned)
         return abandoned
 
-    def _abandon_unlocked(self, instance_id: str, rows: list[dict[str, Any]]) -> int:
-        count = 0
-        for row in rows:
-            if row["schedule_id"] is not None:
-                holder = self.redis.get(schedule_lock_key(row["schedule_id"], self.prefix))
-                if holder is not None and str(holder).startswith(
-                    f"{instance_id}|{row['execution_id']}|"
-                ):
-                    continue  # its lock still holds this run's token: not provably dead yet
-            reason = (
-                f"instance {instance_id} stopped heartbeating and its lock is gone; "
-                "the run's outcome is unknown"
-            )
-            if self.store.abandon(row["execution_id"], reason):
-                count += 1
+    def _dead_runs(self, by_instance: dict[str, list[dict[str, Any]]]) -> list[_Candidate]:
+        """Rows whose instance has no heartbeat and whose lock no longer holds their token."""
+        candidates = []
+        for instance_id, instance_rows in by_instance.items():
+            if self.redis.exists(heartbeat_key(instance_id, self.prefix)):
+                continue
+            for row in instance_rows:
+                if row["schedule_id"] is not None:
+                    holder = self.redis.get(schedule_lock_key(row["schedule_id"], self.prefix))
+                    if holder is not None and str(holder).startswith(
+                        f"{instance_id}|{row['execution_id']}|"
+                    ):
+                        continue  # its lock still holds this run's token: not provably dead yet
+                candidates.append(_Candidate(instance_id, row))
+        return candidates
+
+    def _own_heartbeat_intact(self, began: float) -> bool:
+        stored = self.redis.get(self.heartbeat.key)
+        intact = stored is not None and str(stored) == self.heartbeat.value
+        steady = intact and self.heartbeat.steady(since=began, now=self.monotonic())
+        if not steady:
+            if not self._held_back:
                 log.warning(
-                    "reaper.abandoned",
-                    execution_id=str(row["execution_id"]),
-                    schedule_id=str(row["schedule_id"]),
-                    instance=instance_id,
+                    "reaper.held_back",
+                    reason=(
+                        "own heartbeat missing or recreated"
+                        if not intact
+                        else "own beats not steady for a TTL yet (late, failed, or just started)"
+                    ),
+                    settle_seconds=self.heartbeat.timing.settle,
                 )
-        return count
+            self._held_back = True
+            return False
+        if self._held_back:
+            log.info("reaper.resumed")
+        self._held_back = False
+        return True
+
+    def _abandon(self, candidate: _Candidate) -> bool:
+        row, instance_id = candidate.row, candidate.instance_id
+        reason = (
+            f"instance {instance_id} stopped heartbeating and its lock is gone; "
+            "the run's outcome is unknown"
+        )
+        if not self.store.abandon(row["execution_id"], reason):
+            return False
+        log.warning(
+            "reaper.abandoned",
+            execution_id=str(row["execution_id"]),
+            schedule_id=str(row["schedule_id"]),
+            instance=instance_id,
+        )
+        return True

@@ -16,6 +16,7 @@ from services.clock import Clock
 from services.config import Settings
 from services.engine.assembly import Engine
 from services.engine.liveness import Heartbeat, Reaper
+from services.engine.liveness_timing import LivenessTiming
 from services.engine.parking import ResultWriter
 from services.engine.pause import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
 from services.engine.queue import POLL_SECONDS as QUEUE_POLL_SECONDS
@@ -62,17 +63,20 @@ def build_side_loops(
     trigger: Callable[[UUID | str], RunReport],
     api_sync_interval: float,
     periodic_sync: bool,
+    check_interval: float,
 ) -> SideLoops:
-    """`periodic_sync` False: the API sync runs only on request (`sync_schedules_from_api`)."""
+    """`periodic_sync` False: the API sync runs only on request (`sync_schedules_from_api`).
+    `check_interval`: the instance's schedule check interval (the reaper's bound counts it)."""
+    timing = LivenessTiming.derive(
+        lock_timeout=s.lock_timeout,
+        heartbeat_interval=s.heartbeat_interval,
+        check_interval=check_interval,
+    )
     heartbeat = Heartbeat(
-        redis_client, s.instance_id, s.heartbeat_interval, s.redis_key_prefix, describe
+        redis_client, s.instance_id, timing, s.redis_key_prefix, describe, clock.monotonic
     )
     reaper = Reaper(
-        store,
-        redis_client,
-        heartbeat_interval=s.heartbeat_interval,
-        prefix=s.redis_key_prefix,
-        monotonic=clock.monotonic,
+        store, redis_client, heartbeat, prefix=s.redis_key_prefix, monotonic=clock.monotonic
     )
     retry_recovery = RetryRecovery(
         store,
@@ -115,12 +119,12 @@ def build_side_loops(
         trigger=trigger,
         submit=engine.jobs.run_now,
     )
-    beat = s.heartbeat_interval
     loops = [
         ("pause-switch", engine.pause.refresh, PAUSE_REFRESH_SECONDS),
-        ("heartbeat", heartbeat.beat, beat),
-        ("reaper", reaper.sweep, beat),
-        ("retry-recovery", retry_recovery.recover, beat),
+        ("heartbeat", heartbeat.beat, timing.beat),
+        ("reaper", reaper.sweep, timing.sweep),
+        # Its "missing for two passes" rule assumes passes at least a beat apart.
+        ("retry-recovery", retry_recovery.recover, timing.beat),
         ("result-writer", writer.step, 1.0),
         ("history-pruner", history.step, 3600.0),
         ("audit-pruner", audit.step, 3600.0),

@@ -592,13 +592,15 @@ def test_stale_lock_holder_cannot_overwrite_a_newer_runs_outcome(
 ) -> None:
     # The classic fencing hazard: the holder is frozen (GC pause, SIGSTOP), its lock goes away,
     # another instance runs the schedule to completion, then the stale holder wakes up and writes.
-    # HEARTBEAT_INTERVAL=3: its heartbeat (TTL 9 s) outlives the freeze, so the stale run is not
-    # reaped as dead but has to notice the loss and write its own (fenced) result.
+    # HEARTBEAT_INTERVAL=3 and LOCK_TIMEOUT=10: its heartbeat (TTL min(9, 10) s) outlives the
+    # freeze, so the stale run is not reaped as dead but has to notice the loss and write its
+    # own (fenced) result. (The heartbeat TTL is capped at LOCK_TIMEOUT, issue 21.)
     schedule = insert_interval_schedule(
         database_url, seconds=1, job_type="command", payload=first_run_sleeps(tmp_path, 30)
     )
     sid = schedule["schedule_id"]
-    daemons = {n: spawn(engine_env(env, HEARTBEAT_INTERVAL="3"), n) for n in ("inst-a", "inst-b")}
+    environ = engine_env(env, HEARTBEAT_INTERVAL="3", LOCK_TIMEOUT="10")
+    daemons = {n: spawn(environ, n) for n in ("inst-a", "inst-b")}
     start_all(list(daemons.values()))
     stale = running_row(database_url, sid)
     job_pid = read_pid(tmp_path / "first-run.pid")

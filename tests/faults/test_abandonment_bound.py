@@ -5,7 +5,7 @@ SCHEDULE_CHECK_INTERVAL = 120 s of the kill (the heartbeat's TTL is 15 s, so the
 what it waits for), and the survivors' runs go on, none run twice.
 
 The short settings (LOCK_TIMEOUT=5, interval 2; 7 s + 2 s) are in
-tests/integration/test_liveness_bound.py.
+tests/faults/test_liveness_bound.py.
 """
 
 from __future__ import annotations

@@ -105,6 +105,7 @@ FIELD = {
         ["skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all", "x"]
     ),
     "max_buffered": INTS,
+    "expected_within": INTS | st.floats(),
 }
 KEYS = [*sorted({k for keys in SHAPE_KEYS.values() for k in keys} | set(COMMON_KEYS)), "bogus"]
 TIME = st.lists(st.sampled_from(KEYS), unique=True, max_size=4).flatmap(

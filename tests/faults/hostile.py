@@ -19,7 +19,7 @@ MB = 1024 * 1024
 DAY_HINT = "a day name (monday-sunday or mon-sun, any case)"
 INTERVAL_KEYS = (
     "seconds, minutes, hours, timezone, jitter, start_date, end_date, timeout_seconds, "
-    "max_retries, misfire_grace_time, overlap_policy, max_buffered"
+    "max_retries, misfire_grace_time, overlap_policy, max_buffered, expected_within"
 )
 
 
@@ -352,7 +352,7 @@ def _jobs(markers: Path) -> list[Hostile]:
             "interval",
             every,
             "failed",
-            "unknown job type 'shell' (accepted: command, http, python)",
+            "unknown job type 'shell' (accepted: celery, command, http, nats, python)",
             job_type="shell",
             payload={"argv": ["sh", "-c", touch + "jobtype"]},
         ),

@@ -19,12 +19,6 @@ INSERT INTO notification_channels (name, kind, target, enabled)
 VALUES (%(name)s, %(kind)s, %(target)s, %(enabled)s)
 RETURNING name, kind, target, enabled, created_at, updated_at;
 
--- name: set_channel_enabled
--- Enable or disable a channel.
-UPDATE notification_channels SET enabled = %(enabled)s, updated_at = now()
-WHERE name = %(name)s
-RETURNING name, kind, target, enabled, created_at, updated_at;
-
 -- name: delete_channel
 -- Remove a channel (its outbox rows go with it).
 DELETE FROM notification_channels WHERE name = %(name)s RETURNING name;

@@ -47,12 +47,6 @@ class ChannelStore:
         rows = self.db.fetch_all(_SQL["channels_named"], {"names": builtins.list(names)})
         return {row["name"]: Channel.from_row(row) for row in rows}
 
-    def set_enabled(self, name: str, enabled: bool) -> Channel:
-        row = self.db.fetch_one(_SQL["set_channel_enabled"], {"name": name, "enabled": enabled})
-        if row is None:
-            raise ChannelNotFound(name)
-        return Channel.from_row(row)
-
     def remove(self, name: str) -> None:
         if self.db.fetch_one(_SQL["delete_channel"], {"name": name}) is None:
             raise ChannelNotFound(name)

@@ -132,12 +132,6 @@ class NotificationStore:
                 return
             yield ProducerTurn(tx, row["scanned_until"], row["now"])
 
-    def store_events(self, events: Sequence[PendingEvent]) -> int:
-        """Store events outside a producer pass (a channel test); how many were new."""
-        if not events:
-            return 0
-        return len(self.db.fetch_all(_SQL["insert_events"], {"events": _events_json(events)}))
-
     def take_due(self, *, limit: int, lease: float) -> list[OutboxRow]:
         rows = self.db.fetch_all(_SQL["take_due"], {"limit": limit, "lease": lease})
         return [OutboxRow(**row) for row in rows]

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -195,6 +196,7 @@ class EnhancedScheduler:
         )
         if leftovers:
             log.warning("scheduler.recovered_leftovers", abandoned=len(leftovers))
+        self.requests.release_own_claims()
         # Before the first fire (the load's catch-up included): started during a pause, the
         # instance stays paused; its loop follows the pause from now on.
         self.pause.load()
@@ -268,9 +270,10 @@ class EnhancedScheduler:
 
     # -- contract API and what the CLI and HTTP ask of an instance ----------------------------
 
-    def trigger_now(self, schedule_id: UUID | str) -> RunReport:
-        """Run a schedule now (trigger='manual'), under the same lock and history; blocks."""
-        return self.engine.firing.trigger_now(schedule_id)
+    def trigger_now(self, schedule_id: UUID | str, at: datetime | None = None) -> RunReport:
+        """Run a schedule now (trigger='manual'), under the same lock and history; blocks.
+        `at`: the occurrence a trigger request names (see FiringPolicy.trigger_now)."""
+        return self.engine.firing.trigger_now(schedule_id, at)
 
     def sync_schedules_from_api(self) -> dict[str, int]:
         """Sync now under `lock:api_sync`: the counts {created, updated, skipped, invalid,

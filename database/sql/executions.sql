@@ -113,6 +113,12 @@ RETURNING execution_id;
 -- A scan profile's settings, merged under a job's payload.
 SELECT settings FROM scan_profiles WHERE profile_id = %(profile_id)s;
 
+-- name: occurrence_row
+-- The row of (schedule, occurrence, attempt), if it has one: its id and status.
+SELECT execution_id, status FROM job_executions
+WHERE schedule_id = %(schedule_id)s AND scheduled_for = %(scheduled_for)s
+  AND attempt = %(attempt)s;
+
 -- name: occurrence_exists
 -- Whether (schedule, occurrence, attempt) has a row, whatever its status.
 SELECT EXISTS (

@@ -19,6 +19,19 @@ WHERE request_id = (
     FOR UPDATE SKIP LOCKED)
 RETURNING *;
 
+-- name: open_claimants
+-- Other instances holding trigger requests they have not resolved (the reaper checks they live).
+SELECT DISTINCT claimed_by FROM run_requests
+WHERE kind = 'trigger' AND done_at IS NULL AND claimed_by IS NOT NULL
+  AND claimed_by <> %(instance_id)s;
+
+-- name: release_claims
+-- Hand the unresolved trigger requests of dead claimants back to every instance. Run twice,
+-- a request still runs once: its occurrence is its requested_at (job_executions' unique key).
+UPDATE run_requests SET claimed_by = NULL, claimed_at = NULL
+WHERE kind = 'trigger' AND done_at IS NULL AND claimed_by = ANY(%(instance_ids)s::text[])
+RETURNING request_id;
+
 -- name: open_cancels_for
 -- Cancel requests aimed at runs this instance is running.
 SELECT * FROM run_requests

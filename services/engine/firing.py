@@ -107,16 +107,28 @@ class FiringPolicy:
 
     # -- on request -------------------------------------------------------------------------
 
-    def trigger_now(self, schedule_id: UUID | str) -> RunReport:
-        """Run a schedule now (trigger='manual'), under the same lock and history; blocks."""
+    def trigger_now(self, schedule_id: UUID | str, at: datetime | None = None) -> RunReport:
+        """Run a schedule now (trigger='manual'), under the same lock and history; blocks.
+        `at`: the occurrence, when a request names one (its requested_at: run by whoever
+        claims the request, it still has one row at most); else this millisecond."""
         loaded = self.catalog.get(UUID(str(schedule_id))) or self.catalog.parse(
             self.require_schedule(schedule_id)
         )
         moment = self.clock.now()
         now = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-        return self.runner.run(
-            Occurrence(loaded, now, now, trigger=RunTrigger.MANUAL, job_id=f"manual:{schedule_id}")
+        occurrence = now if at is None else at
+        job_id = f"manual:{schedule_id}"
+        report = self.runner.run(
+            Occurrence(loaded, occurrence, now, trigger=RunTrigger.MANUAL, job_id=job_id)
         )
+        if at is not None and report.execution_id is None and report.status == "conflict":
+            # Run before, by a claimant that died before saying so: that run is the answer.
+            found = self.runner.store.occurrence_row(
+                Occurrence(loaded, occurrence, now, trigger=RunTrigger.MANUAL).key()
+            )
+            if found is not None:
+                return RunReport(found[0], found[1], "run earlier for this request")
+        return report
 
     def require_schedule(self, schedule_id: UUID | str) -> Schedule:
         schedule = self.read_schedule(schedule_id)

@@ -29,6 +29,7 @@ from services.errors import DatabaseError, DatabaseUnavailable
 from services.lock.keys import schedule_lock_key
 from services.log import get_logger
 from services.store.executions import ExecutionStore
+from services.store.run_requests import RunRequestStore
 
 log = get_logger(__name__)
 HEARTBEAT_KEY_PREFIX = "scheduler:instance:"
@@ -197,8 +198,12 @@ class Reaper:
         prefix: str = "",
         monotonic: Callable[[], float],
         on_abandoned: Callable[[int], None] = lambda _n: None,
+        requests: RunRequestStore | None = None,
     ) -> None:
         self.store = store
+        # Trigger requests a dead instance claimed and never resolved go back to every
+        # instance, on the same evidence of death as its running rows.
+        self.requests = requests
         self.redis = redis_client
         self.heartbeat = heartbeat
         self.prefix = prefix
@@ -211,6 +216,9 @@ class Reaper:
         began = self.monotonic()
         try:
             rows = self.store.running_rows_of_others()
+            claimants = (
+                self.requests.open_claimants(self.store.instance_id) if self.requests else set()
+            )
         except (DatabaseUnavailable, DatabaseError) as exc:
             log.warning("reaper.database_unavailable", error=str(exc))
             return 0
@@ -219,9 +227,10 @@ class Reaper:
             by_instance.setdefault(row["instance_id"] or "", []).append(row)
         try:
             candidates = self._dead_runs(by_instance)
+            dead_claimants = sorted(c for c in claimants if not self._beating(c))
             # Our own heartbeat is read after the others: had Redis lost its keys before we
             # looked at theirs, ours would be gone or of a new generation by now.
-            if not candidates or not self._own_heartbeat_intact(began):
+            if not (candidates or dead_claimants) or not self._own_heartbeat_intact(began):
                 return 0
         except redis.RedisError as exc:
             log.warning("reaper.redis_unavailable", error=str(exc))
@@ -229,13 +238,28 @@ class Reaper:
         abandoned = sum(self._abandon(c) for c in candidates)
         if abandoned:
             self.on_abandoned(abandoned)
+        if dead_claimants:
+            self._release(dead_claimants)
         return abandoned
+
+    def _beating(self, instance_id: str) -> bool:
+        return bool(self.redis.exists(heartbeat_key(instance_id, self.prefix)))
+
+    def _release(self, instance_ids: list[str]) -> None:
+        assert self.requests is not None  # dead claimants are only looked for with requests
+        try:
+            released = self.requests.release_claims(instance_ids)
+        except (DatabaseUnavailable, DatabaseError) as exc:
+            log.warning("reaper.database_unavailable", error=str(exc))
+            return
+        if released:
+            log.warning("reaper.requests_released", requests=released, instances=instance_ids)
 
     def _dead_runs(self, by_instance: dict[str, list[dict[str, Any]]]) -> list[_Candidate]:
         """Rows whose instance has no heartbeat and whose lock no longer holds their token."""
         candidates = []
         for instance_id, instance_rows in by_instance.items():
-            if self.redis.exists(heartbeat_key(instance_id, self.prefix)):
+            if self._beating(instance_id):
                 continue
             for row in instance_rows:
                 if row["schedule_id"] is not None:

@@ -1,15 +1,19 @@
 """Requests from the CLI to live daemons, through the `run_requests` table.
 
-`trigger`: any live instance claims it (SKIP LOCKED: exactly one) and runs the schedule now, with
-trigger='manual', under the same lock and history as a scheduled run. `cancel`: only the instance
-running that execution acts, by setting the run's cancel event. A NOTIFY on insert wakes the
-daemons at once; a poll every POLL_SECONDS is the fallback.
+`trigger`: any live instance claims it (SKIP LOCKED: exactly one) and runs the schedule now,
+with trigger='manual', under the same lock and history as a scheduled run. Its occurrence is the
+request's `requested_at`, so a request runs at most once whoever claims it: a request whose
+claimant died before resolving it is handed back by the reaper, and the instance that claims it
+again finds the first run's row, if there is one, through job_executions' unique key.
+`cancel`: only the instance running that execution acts, by setting the run's cancel event. A
+NOTIFY on insert wakes the daemons at once; a poll every POLL_SECONDS is the fallback.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from uuid import UUID
 
 from services.engine.runner import JobRunner
@@ -30,7 +34,7 @@ class RequestProcessor:
         runner: JobRunner,
         instance_id: str,
         *,
-        trigger: Callable[[UUID], RunReport],
+        trigger: Callable[[UUID, datetime | None], RunReport],
         submit: Callable[[Callable[[], None]], None],
     ) -> None:
         self.requests = requests
@@ -38,6 +42,17 @@ class RequestProcessor:
         self.instance_id = instance_id
         self.trigger = trigger
         self.submit = submit
+
+    def release_own_claims(self) -> None:
+        """At start-up: requests an earlier process under our INSTANCE_ID claimed and never
+        resolved (it died) go back to every instance."""
+        try:
+            released = self.requests.release_claims([self.instance_id])
+        except (DatabaseUnavailable, DatabaseError) as exc:
+            log.warning("requests.release_failed", error=str(exc))
+            return
+        if released:
+            log.warning("requests.released_leftovers", requests=released)
 
     def process(self) -> None:
         """One poll: claim every open trigger request, act on cancels for our runs."""
@@ -65,7 +80,7 @@ class RequestProcessor:
             "requests.trigger", schedule_id=str(schedule_id), request_id=str(request.request_id)
         )
         try:
-            report = self.trigger(schedule_id)
+            report = self.trigger(schedule_id, request.requested_at)
         except SchedulerError as exc:  # unknown or invalid schedule
             self._complete(request.request_id, f"failed: {exc}")
             return

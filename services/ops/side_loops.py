@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -60,7 +61,7 @@ def build_side_loops(
     clock: Clock,
     stop: threading.Event,
     describe: Callable[[], dict[str, Any]],
-    trigger: Callable[[UUID | str], RunReport],
+    trigger: Callable[[UUID | str, datetime | None], RunReport],
     api_sync_interval: float,
     periodic_sync: bool,
     check_interval: float,
@@ -75,8 +76,14 @@ def build_side_loops(
     heartbeat = Heartbeat(
         redis_client, s.instance_id, timing, s.redis_key_prefix, describe, clock.monotonic
     )
+    request_store = RunRequestStore(db)
     reaper = Reaper(
-        store, redis_client, heartbeat, prefix=s.redis_key_prefix, monotonic=clock.monotonic
+        store,
+        redis_client,
+        heartbeat,
+        prefix=s.redis_key_prefix,
+        monotonic=clock.monotonic,
+        requests=request_store,
     )
     retry_recovery = RetryRecovery(
         store,
@@ -113,7 +120,7 @@ def build_side_loops(
         timer=engine.runner.timer,
     )
     requests = RequestProcessor(
-        RunRequestStore(db),
+        request_store,
         engine.runner,
         s.instance_id,
         trigger=trigger,

@@ -231,6 +231,11 @@ class ExecutionStore:
             return exc
         return answer
 
+    def occurrence_row(self, key: OccurrenceKey) -> tuple[UUID, str] | None:
+        """(execution_id, status) of the occurrence's row; None if it has none."""
+        row = self.db.fetch_one(_SQL["occurrence_row"], self._key_params(key))
+        return None if row is None else (row["execution_id"], str(row["status"]))
+
     def occurrence_exists(self, key: OccurrenceKey) -> bool:
         row = self.db.fetch_one(_SQL["occurrence_exists"], self._key_params(key))
         return bool(row and row["found"])

@@ -84,6 +84,19 @@ class RunRequestStore:
         """The oldest unclaimed trigger request, now claimed by `instance_id`; None if none."""
         return self._one("claim_trigger", {"instance_id": instance_id})
 
+    def open_claimants(self, instance_id: str) -> set[str]:
+        """Instances other than `instance_id` holding unresolved trigger requests."""
+        rows = self.db.fetch_all(_SQL["open_claimants"], {"instance_id": instance_id})
+        return {str(row["claimed_by"]) for row in rows}
+
+    def release_claims(self, instance_ids: Sequence[str]) -> int:
+        """Unclaim the unresolved trigger requests of `instance_ids` (dead, or an earlier process
+        of ours): any instance claims them again. Returns how many."""
+        if not instance_ids:
+            return 0
+        rows = self.db.fetch_all(_SQL["release_claims"], {"instance_ids": list(instance_ids)})
+        return len(rows)
+
     def open_cancels_for(self, execution_ids: Sequence[UUID]) -> list[RunRequest]:
         """Open cancel requests aimed at any of `execution_ids`."""
         rows = self.db.fetch_all(_SQL["open_cancels_for"], {"execution_ids": list(execution_ids)})

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from services.lock.keys import schedule_lock_key
+from tests.faults.chaos import kill_loop
 from tests.faults.common import (
     NOOP,
     Spawn,
@@ -29,7 +30,7 @@ from tests.faults.common import (
     scaled,
     start_all,
 )
-from tests.faults.invariants import CaseRecord, Ending, check_invariants
+from tests.faults.invariants import CaseRecord, check_invariants
 from tests.support.daemon import DaemonProcess
 from tests.support.schedules import insert_interval_schedules, interval_occurrences, query
 from tests.support.waiting import wait_until
@@ -61,33 +62,18 @@ def test_kill_9_chaos_loses_nothing_and_runs_nothing_twice(
         MAX_WORKERS="10",
     )
     slots: dict[str, DaemonProcess] = {f"inst-{n}": spawn(environ, f"inst-{n}") for n in range(3)}
-    every: list[DaemonProcess] = list(slots.values())
-    start_all(every)
+    start_all(slots.values())
     window_start = db_now(database_url)
-    endings: list[Ending] = []
-    kills: list[tuple[str, float]] = []
-
-    deadline = time.monotonic() + DURATION
-    # The last kill leaves time for the others to reap its runs before everything stops.
-    last_kill_at = deadline - (CHAOS_LOCK_TIMEOUT + CHECK_INTERVAL + 3)
-    next_kill = min(time.monotonic() + rng.uniform(10, 20), last_kill_at)  # at least one
-    while time.monotonic() < deadline:
-        if next_kill <= time.monotonic() <= last_kill_at:
-            name = rng.choice(sorted(slots))
-            slots[name].kill()
-            endings.append(Ending(name, db_now(database_url), "killed"))
-            down = rng.choice([0.0, rng.uniform(0.5, 3.0)])
-            kills.append((name, round(down, 2)))
-            keep_alive_for(down, [d for n, d in slots.items() if n != name])
-            slots[name] = spawn(environ, name, log_name=f"{name}-{len(kills)}").start(timeout=60)
-            every.append(slots[name])
-            next_kill = time.monotonic() + rng.uniform(10, 20)
-        keep_alive_for(min(0.5, max(0.0, deadline - time.monotonic())), list(slots.values()))
+    chaos = kill_loop(
+        slots,
+        lambda name, n: spawn(environ, name, log_name=f"{name}-{n}").start(timeout=60),
+        duration=DURATION,
+        # The last kill leaves time for the others to reap its runs before everything stops.
+        quiet_tail=CHAOS_LOCK_TIMEOUT + CHECK_INTERVAL + 3,
+        rng=rng,
+        database_url=database_url,
+    )
     window_end = db_now(database_url)
-
-    for name, daemon in slots.items():
-        assert daemon.terminate(timeout=40) == 0, daemon.tail()
-        endings.append(Ending(name, db_now(database_url)))
 
     report = check_invariants(
         CaseRecord(
@@ -97,21 +83,21 @@ def test_kill_9_chaos_loses_nothing_and_runs_nothing_twice(
             lock_timeout=CHAOS_LOCK_TIMEOUT,
             check_interval=CHECK_INTERVAL,
             heartbeat_ttl=3 * HEARTBEAT,
-            endings=endings,
+            endings=chaos.stop(slots, database_url),
             schedules=schedules,
             period=PERIOD,
             healthy=[(window_start, window_end)],
-            daemons=every,
+            daemons=chaos.every,
         )
     )
     late = lateness(r for r in report.rows if r["trigger"] == "schedule")
-    print(f"kills (instance, seconds down): {kills}")
+    print(f"kills (instance, seconds down): {chaos.kills}")
     print(f"case 1: {report}")
     print(
         f"case 1 lateness: p50 {percentile(late, 50):.3f} s, p99 {percentile(late, 99):.3f} s, "
         f"max {max(late):.3f} s over {len(late)} runs"
     )
-    assert len(kills) >= max(1, int(DURATION // 20) - 1), kills
+    assert len(chaos.kills) >= max(1, int(DURATION // 20) - 1), chaos.kills
     assert report.expected_occurrences >= SCHEDULES * (DURATION - 5)
 
 

@@ -17,6 +17,7 @@ from services.engine.liveness import Heartbeat, Reaper, heartbeat_key, live_inst
 from services.engine.liveness_timing import LivenessTiming
 from services.lock.keys import schedule_lock_key
 from services.store.executions import ExecutionStore
+from services.store.run_requests import RunRequestStore
 from tests.support import services
 from tests.support.schedules import insert_interval_schedules, query
 
@@ -188,3 +189,44 @@ def test_heartbeat_refresh_keeps_its_value_and_remove_deletes_only_ours(
     assert ours.value != first and str(ours.value).startswith(ours.token)
     ours.remove()
     assert not client.exists(heartbeat_key(US, redis_prefix))
+
+
+def test_a_dead_instance_trigger_requests_go_back_to_every_instance(
+    database_url: str,
+    db: DatabaseConnection,
+    client: redis.Redis,
+    redis_prefix: str,
+    ours: Heartbeat,
+    clock: HandClock,
+) -> None:
+    """A request claimed by an instance that died before resolving it would stay claimed
+    forever (the API said 202, nothing ever ran): the reaper unclaims it on the evidence it
+    abandons rows on; a live peer's request stays with it."""
+    requests = RunRequestStore(db)
+    reaper = Reaper(
+        ExecutionStore(db, US),
+        client,
+        ours,
+        prefix=redis_prefix,
+        monotonic=clock,
+        requests=requests,
+    )
+    (schedule,) = insert_interval_schedules(
+        database_url, 1, seconds=3600, job_type="python", payload={"callable": "tests.support:x"}
+    )
+    ghosts = requests.request_trigger(schedule["schedule_id"])
+    peers = requests.request_trigger(schedule["schedule_id"])
+    for claimant, request in (("ghost", ghosts), ("peer", peers)):
+        claimed = requests.claim_trigger(claimant)
+        assert claimed is not None and claimed.request_id == request.request_id
+    peer = Heartbeat(client, "peer", TIMING, redis_prefix, monotonic=clock)
+    peer.beat()
+    ours.beat()
+    assert requests.claim_trigger(US) is None  # both are taken
+    reaper.sweep()
+    assert requests.claim_trigger(US) is None  # our own beats have not settled yet
+    beat_for(TIMING.settle, clock, ours, peer)
+    reaper.sweep()
+    again = requests.claim_trigger(US)
+    assert again is not None and again.request_id == ghosts.request_id
+    assert requests.claim_trigger(US) is None  # the peer's stays its own

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -54,7 +55,7 @@ class FakeRunner:
 
 
 def processor(
-    store: FakeStore, runner: FakeRunner, trigger: Callable[[UUID], RunReport]
+    store: FakeStore, runner: FakeRunner, trigger: Callable[[UUID, datetime | None], RunReport]
 ) -> RequestProcessor:
     def submit(work: Callable[[], None]) -> None:
         work()
@@ -64,18 +65,24 @@ def processor(
     return RequestProcessor(fake_store, fake_runner, "i1", trigger=trigger, submit=submit)
 
 
-def test_trigger_requests_run_and_record_their_execution() -> None:
+def test_trigger_requests_run_their_own_occurrence_and_record_their_execution() -> None:
     schedule_id, execution_id = uuid.uuid4(), uuid.uuid4()
-    ok = RunRequest(uuid.uuid4(), "trigger", schedule_id=schedule_id)
+    asked_at = datetime(2026, 12, 3, 14, 0, 0, 123456, tzinfo=UTC)
+    ok = RunRequest(uuid.uuid4(), "trigger", schedule_id=schedule_id, requested_at=asked_at)
     unknown = RunRequest(uuid.uuid4(), "trigger", schedule_id=uuid.uuid4())
+    occurrences: list[datetime | None] = []
 
-    def trigger(sid: UUID) -> RunReport:
+    def trigger(sid: UUID, at: datetime | None) -> RunReport:
         if sid != schedule_id:
             raise ScheduleNotFound(sid)
+        occurrences.append(at)
         return RunReport(execution_id, "completed")
 
     store = FakeStore([ok, unknown], [])
     processor(store, FakeRunner([]), trigger).process()
+    # The request's own moment is its occurrence: claimed again after its claimant died, it
+    # would name the same one, and job_executions' unique key keeps it to one row.
+    assert occurrences == [asked_at]
     assert store.completed[0] == (ok.request_id, "completed", "i1", execution_id)
     request_id, result, instance, started = store.completed[1]
     assert (request_id, instance, started) == (unknown.request_id, "i1", None)
@@ -89,6 +96,6 @@ def test_cancels_reach_only_our_runs_and_a_database_outage_is_survived() -> None
     store = FakeStore([], [cancel, elsewhere])
     store.down = True  # claiming triggers fails after the cancels were handled
     runner = FakeRunner([ours])
-    processor(store, runner, lambda _sid: RunReport(None, "skipped")).process()
+    processor(store, runner, lambda _sid, _at: RunReport(None, "skipped")).process()
     assert runner.cancelled == [ours]
     assert store.completed == [(cancel.request_id, "cancel signalled", "i1", None)]

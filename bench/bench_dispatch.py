@@ -20,7 +20,7 @@ import nats
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.bench_engine import WORKERS, Rate, _floor, _pipeline_path
+from bench.bench_engine import WORKERS, Rate, _pipeline_path, bookkeeping_floor
 from bench.common import (
     NOOP_HANDLER,
     Record,
@@ -101,7 +101,7 @@ def _python_side(url: str, prefix: str) -> tuple[Rate, Rate]:
     daemon = EnhancedScheduler(settings=bench_settings(url, prefix, MAX_WORKERS=WORKERS))
     try:
         loaded = _loaded(daemon, "python")
-        floor = _floor(url, prefix, loaded[:WORKERS], RUNS)
+        floor = bookkeeping_floor(url, prefix, [item.schedule for item in loaded[:WORKERS]], RUNS)
         noop = _pipeline_path(daemon, loaded)
     finally:
         daemon.shutdown()

@@ -77,8 +77,8 @@ def throughput(url: str, prefix: str) -> list[Record]:
             daemon.loader.parse(Schedule.from_row(row))
             for row in daemon.db.fetch_all("SELECT * FROM schedules ORDER BY schedule_id")
         ]
-        floor_1 = _floor(url, prefix, loaded[:1], few)
-        floor_n = _floor(url, prefix, loaded[:WORKERS], RUNS)
+        floor_1 = bookkeeping_floor(url, prefix, [item.schedule for item in loaded[:1]], few)
+        floor_n = bookkeeping_floor(url, prefix, [item.schedule for item in loaded[:WORKERS]], RUNS)
         full_1 = _full_path(daemon, loaded[:1], few)
         full_n = _full_path(daemon, loaded[:WORKERS], RUNS)
         piped = _pipeline_path(daemon, loaded)
@@ -155,12 +155,12 @@ def _in_threads(count: int, work: Callable[[int], None]) -> tuple[float, float]:
     return elapsed, cpu
 
 
-def _floor(url: str, prefix: str, loaded: list[LoadedSchedule], runs: int) -> Rate:
+def bookkeeping_floor(url: str, prefix: str, schedules: list[Schedule], runs: int) -> Rate:
     """Runs per second of the bare four round trips, one connection and one schedule a thread."""
-    per_thread = runs // len(loaded)
-    base = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(days=len(loaded))
-    client = redis.Redis.from_url(REDIS_URL, max_connections=len(loaded) + 2)
-    conns = [psycopg.connect(url, autocommit=True) for _ in loaded]
+    per_thread = runs // len(schedules)
+    base = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(days=len(schedules))
+    client = redis.Redis.from_url(REDIS_URL, max_connections=len(schedules) + 2)
+    conns = [psycopg.connect(url, autocommit=True) for _ in schedules]
 
     def one(conn: psycopg.Connection[Any], schedule: Schedule, key: str, moment: datetime) -> None:
         execution_id = uuid4()
@@ -188,19 +188,19 @@ def _floor(url: str, prefix: str, loaded: list[LoadedSchedule], runs: int) -> Ra
         client.delete(key)
 
     def work(i: int, count: int, offset: int) -> None:
-        schedule = loaded[i].schedule
+        schedule = schedules[i]
         key = f"{prefix}floor:{schedule.schedule_id}"
         for k in range(count):
             one(conns[i], schedule, key, base + timedelta(seconds=offset + k))
 
     try:
-        _in_threads(len(loaded), lambda i: work(i, WARM_UP, 0))
-        elapsed, cpu = _in_threads(len(loaded), lambda i: work(i, per_thread, WARM_UP))
+        _in_threads(len(schedules), lambda i: work(i, WARM_UP, 0))
+        elapsed, cpu = _in_threads(len(schedules), lambda i: work(i, per_thread, WARM_UP))
     finally:
         for conn in conns:
             conn.close()
         client.close()
-    done = per_thread * len(loaded)
+    done = per_thread * len(schedules)
     return Rate(done / elapsed, round(cpu / done * 1000, 3))
 
 

@@ -65,7 +65,7 @@ def subprocess_load(url: str, n: int) -> dict[str, float]:
     with daemon_subprocess(url, START_TIMEOUT) as daemon:
         spawned = time.perf_counter() - daemon.started_after
         memory = _memory_mb(daemon.proc.pid)
-        complete = _wait_next_run_complete(url, spawned)
+        complete = wait_next_run_complete(url, spawned)
         after = _memory_mb(daemon.proc.pid)
     return {
         "loaded_s": daemon.started_after,
@@ -126,7 +126,7 @@ def _memory_mb(pid: int) -> dict[str, float]:
     return values
 
 
-def _wait_next_run_complete(url: str, spawned: float) -> float:
+def wait_next_run_complete(url: str, spawned: float) -> float:
     """Seconds from spawn until no enabled row lacks a next_run (polled every 0.1 s)."""
     deadline = time.monotonic() + START_TIMEOUT
     with psycopg.connect(url, autocommit=True) as conn:

@@ -114,11 +114,11 @@ def _handler_run(handler: CommandHandler) -> Callable[[], None]:
     return once
 
 
-def _bare_run() -> None:
+def bare_run() -> None:
     subprocess.run(["true"], check=True)
 
 
-def _rate(once: Callable[[], None], runs: int) -> float:
+def spawn_rate(once: Callable[[], None], runs: int) -> float:
     """Runs per second of `once`, called `runs` times in all from THREADS threads."""
     tickets = itertools.count()
     failures: list[BaseException] = []
@@ -149,11 +149,11 @@ def _rss_mb() -> int:
 
 def _measure(variants: dict[str, Callable[[], None]], size: str) -> list[Record]:
     for once in variants.values():
-        _rate(once, WARM_UP)
+        spawn_rate(once, WARM_UP)
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(ROUNDS):
         for name, once in variants.items():
-            rates[name].append(_rate(once, RUNS))
+            rates[name].append(spawn_rate(once, RUNS))
     rss = _rss_mb()
     return [
         figure(
@@ -172,7 +172,7 @@ def run() -> list[Record]:
         raise RuntimeError("bench_spawn measures Linux process creation")
     warden = CommandWarden()
     variants = {
-        "bare subprocess.run floor": _bare_run,
+        "bare subprocess.run floor": bare_run,
         "before (preexec_fn)": _handler_run(_HandlerBefore(allowlist=["true"], warden=_NoWarden())),
         "after (vfork + warden)": _handler_run(CommandHandler(allowlist=["true"], warden=warden)),
         "after, no warden": _handler_run(CommandHandler(allowlist=["true"], warden=_NoWarden())),

@@ -106,11 +106,11 @@ class Spawned(NamedTuple):
 
 
 @contextmanager
-def daemon_subprocess(url: str, timeout: float) -> Iterator[Spawned]:
-    """`scheduler.py run` on `url` (own Redis prefix), spawned and waited for until its
-    `scheduler.started` line; stopped with SIGTERM afterwards."""
+def daemon_subprocess(url: str, timeout: float, **overrides: object) -> Iterator[Spawned]:
+    """`scheduler.py run` on `url` (own Redis prefix; settings `overrides`), spawned and waited
+    for until its `scheduler.started` line; stopped with SIGTERM afterwards."""
     with redis_prefix() as prefix:
-        env = {**os.environ, **bench_environ(url, prefix), "ENV_FILE": ""}
+        env = {**os.environ, **bench_environ(url, prefix, **overrides), "ENV_FILE": ""}
         spawned = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "scheduler.py", "run"],

@@ -20,6 +20,8 @@ from starlette.types import ASGIApp
 
 from services.errors import StartupError
 from services.log import get_logger
+from services.web.connections import guarded_protocol
+from services.web.limits import HttpLimits
 
 log = get_logger(__name__)
 
@@ -38,6 +40,7 @@ class WebServer:
         *,
         closers: Sequence[Callable[[], None]] = (),
         worker_threads: int = 40,
+        limits: HttpLimits | None = None,
     ) -> None:
         self.host = host
         self.worker_threads = worker_threads
@@ -45,6 +48,8 @@ class WebServer:
         self.closers = list(closers)
         self._config = uvicorn.Config(
             app,
+            # h11 with a deadline for request heads and a cap on connections (connections.py)
+            http=guarded_protocol(limits or HttpLimits()),
             log_config=None,  # our structlog setup stays the only one
             access_log=False,  # an access line per probe would drown the log
             lifespan="off",

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from services.clock import Clock
 from services.web import api_admin, api_notify, api_runs, api_schedules
-from services.web.body_guard import BodyGuard
+from services.web.request_guard import RequestGuard
 from services.web.context import ApiContext
 from services.web.dashboard.assembly import install_dashboard
 from services.web.docs_page import render_docs
@@ -48,7 +48,7 @@ def build_app(
     )
     install_problem_handlers(app)
     # Outermost: a body over the limits is refused before routing, parsing or authentication.
-    app.add_middleware(BodyGuard, limits=limits or HttpLimits())
+    app.add_middleware(RequestGuard, limits=limits or HttpLimits())
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -13,7 +13,7 @@ thousand idle sockets would starve `/health` instead of protecting it. Here:
   for a request head (idle, or a slowloris) to make room, and only when every open connection
   is busy with a request is the new one refused (closed at once). So a flood of idle sockets
   never keeps a real client out; it only makes each of them live shorter.
-Bodies are the body guard's (body_guard.py): they are read inside a request, which this does
+Bodies are the request guard's (request_guard.py): they are read inside a request, which this does
 not interrupt. The attributes used (`conn`, `transport`, `connections`, `loop`) are uvicorn's
 own, pinned with it in requirements.txt.
 """

@@ -9,7 +9,6 @@ defaults' ten or thirty.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -22,8 +21,8 @@ import httpx
 import pytest
 
 from database.connection import DatabaseConnection
-from tests.support.api import ServeProcess, assert_problem, client, make_token, schedule_body
 from tests.support import services
+from tests.support.api import ServeProcess, assert_problem, client, make_token, schedule_body
 from tests.support.api import serving as serve
 from tests.support.raw_http import RawConnection, get, raw_request
 from tests.support.waiting import wait_until
@@ -134,14 +133,26 @@ def test_a_body_just_under_the_limit_is_read(http: httpx.Client) -> None:
 # -- 2. deep or huge JSON ----------------------------------------------------------------------
 
 
+DEEP = "JSON nested deeper than 64 levels"
+MANY = "JSON with more than 10000 members and items"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("[" * 60_000, "JSON nested deeper than 64 levels"),
-        ('{"payload": ' + '{"a": ' * 70 + "1" + "}" * 70 + "}", "JSON nested deeper than 64 levels"),
-        ('{"payload": {"a": [' + "0," * 10_001 + "0]}}", "JSON with more than 10000 members and items"),
-        ('{"payload": {' + ",".join(f'"k{i}":0' for i in range(10_001)) + "}}",
-         "JSON with more than 10000 members and items"),
+        (
+            '{"payload": ' + '{"a": ' * 70 + "1" + "}" * 70 + "}",
+            "JSON nested deeper than 64 levels",
+        ),
+        (
+            '{"payload": {"a": [' + "0," * 10_001 + "0]}}",
+            "JSON with more than 10000 members and items",
+        ),
+        (
+            '{"payload": {' + ",".join(f'"k{i}":0' for i in range(10_001)) + "}}",
+            "JSON with more than 10000 members and items",
+        ),
     ],
     ids=["60000-deep", "71-deep", "10002-items", "10001-keys"],
 )
@@ -163,3 +174,200 @@ def test_json_within_the_bounds_is_accepted(http: httpx.Client) -> None:
     for payload in ({"url": "http://127.0.0.1:9/x", "deep": nested}, {"url": "http://h/", **many}):
         created = http.post("/api/v1/schedules", json=schedule_body(payload=payload))
         assert created.status_code == 201, created.text[:500]
+
+
+# -- 3. slow and half-open clients -------------------------------------------------------------
+
+
+class Trickle(threading.Thread):
+    """Sends `data` a byte every `interval` seconds until the server closes the connection
+    (or `limit` seconds pass); records when it was closed."""
+
+    def __init__(self, port: int, data: bytes, interval: float = 0.1, limit: float = 20) -> None:
+        super().__init__(daemon=True)
+        self.conn = RawConnection(port)
+        self.data, self.interval, self.limit = data, interval, limit
+        self.closed_after: float | None = None
+
+    def run(self) -> None:
+        started = time.monotonic()
+        with self.conn:
+            for byte in self.data:
+                if time.monotonic() - started > self.limit or not self.conn.send(bytes([byte])):
+                    break
+                if self.conn.closed_by_server(within=self.interval):
+                    break
+            else:
+                if not self.conn.closed_by_server(within=self.limit):
+                    return
+            self.closed_after = time.monotonic() - started
+
+
+def test_a_slowloris_is_cut_off_at_the_header_deadline_while_health_answers(
+    server: ServeProcess,
+) -> None:
+    endless = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 10_000
+    slow = [Trickle(server.port, endless) for _ in range(8)]
+    for trickle in slow:
+        trickle.start()
+    # Meanwhile, another client is answered (each of its requests within httpx's timeout).
+    for _ in range(5):
+        assert health_answers(server)
+    for trickle in slow:
+        trickle.join(30)
+        # Closed by the server (HTTP_HEADER_TIMEOUT=1), not by the trickle's own 20-s limit.
+        assert trickle.closed_after is not None and trickle.closed_after < 15, trickle.closed_after
+
+
+def test_a_connection_that_sends_nothing_is_closed(server: ServeProcess) -> None:
+    with RawConnection(server.port) as silent:
+        assert silent.closed_by_server(within=15)
+    # ... and so is one that sends nothing after its first answer (keep-alive).
+    with RawConnection(server.port) as idle:
+        idle.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert idle.response().status == 200
+        assert idle.closed_by_server(within=15)
+
+
+def test_a_body_slower_than_allowed_is_408_and_closed(server: ServeProcess, token: str) -> None:
+    body = json.dumps(schedule_body()).encode()
+    with RawConnection(server.port) as conn:
+        conn.send(post_head("/api/v1/schedules", token, f"Content-Length: {len(body)}"))
+        for byte in body:  # a byte every 0.1 s: the whole body would take minutes
+            if not conn.send(bytes([byte])) or conn.closed_by_server(within=0.1):
+                break
+            if b"\r\n\r\n" in conn.buffer:
+                break
+        response = conn.response()
+    assert response.status == 408, response
+    assert response.json()["detail"] == "request body not received within 1 s"
+
+
+@pytest.fixture
+def patient_server(env: dict[str, str], tmp_path: Path) -> Iterator[ServeProcess]:
+    """A server whose head deadline is far off, so only the connection cap can close sockets."""
+    limits = {**HOSTILE_ENV, "HTTP_HEADER_TIMEOUT": "120"}
+    with serve({**env, **limits}, tmp_path / "serve.log") as live:
+        yield live
+
+
+def test_a_thousand_idle_sockets_neither_exhaust_descriptors_nor_keep_health_out(
+    patient_server: ServeProcess,
+) -> None:
+    server = patient_server
+    assert server.process is not None
+    fds = Path(f"/proc/{server.process.pid}/fd")
+    before = len(list(fds.iterdir()))
+    idle = []
+    try:
+        for _ in range(1000):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+        # The cap (HTTP_MAX_CONNECTIONS=64) holds while they are all open (the server closes
+        # each one over it as it accepts it)...
+        wait_until(lambda: len(list(fds.iterdir())) <= before + 64 + 8, 10, 0.05, "the cap")
+        # ...and a real client is still answered: it makes room by closing an idle one.
+        for _ in range(5):
+            assert health_answers(server)
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_until(lambda: len(list(fds.iterdir())) <= before + 2, 15, 0.1, "descriptors released")
+
+
+# -- 4. malformed headers ----------------------------------------------------------------------
+
+SCHEDULE = json.dumps(schedule_body()).encode()
+
+
+def _request(method: str, target: str, headers: list[bytes], body: bytes = b"") -> bytes:
+    lines = [f"{method} {target} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    lines += headers + ([b"Content-Length: %d" % len(body)] if method != "GET" else [])
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+MALFORMED = {
+    "text/plain body": (b"Content-Type: text/plain", SCHEDULE),
+    "xml body": (b"Content-Type: application/xml", b"<schedule/>"),
+    "content-type of semicolons": (b"Content-Type: ;;;;", SCHEDULE),
+    "multipart without parts": (b"Content-Type: multipart/form-data; boundary=x", b"--x\r\n"),
+    "binary charset": (b"Content-Type: application/json; charset=\xff\xfe", b"\xff\xfe{"),
+    "body not utf-8": (b"Content-Type: application/json", b'{"domain": "\xff\xfe"}'),
+    "basic auth": (b"Authorization: Basic dXNlcjpwYXNz", b""),
+    "bearer without token": (b"Authorization: Bearer", b""),
+    "bearer with spaces": (b"Authorization: Bearer a b c", b""),
+    "non-ascii token": (b"Authorization: Bearer \xc3\xa9\xff\x80", b""),
+    "no scheme": (b"Authorization: " + b"x" * 8000, b""),
+    "huge header value": (b"X-Big: " + b"x" * 20_000, b""),
+    "many headers": (b"\r\n".join(b"X-H%d: v" % i for i in range(3000)), b""),
+    "non-ascii host": (b"Host: \xff", b""),
+    "space in a name": (b"Bad Header: x", b""),
+    "nul in a value": (b"X-Nul: a\x00b", b""),
+    "negative length": (b"Content-Length: -1", b""),
+    "unknown transfer coding": (b"Transfer-Encoding: gzip", b""),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_a_malformed_header_is_a_4xx(server: ServeProcess, token: str, name: str) -> None:
+    header, body = MALFORMED[name]
+    auth = [] if header.startswith(b"Authorization") else [f"Bearer {token}".encode()]
+    auth = [b"Authorization: " + a for a in auth]
+    methods = ["POST"] if body else ["POST", "GET"]  # a body's headers matter to a POST only
+    for method in methods:
+        target = "/api/v1/schedules"
+        response = raw_request(server.port, _request(method, target, [*auth, header], body))
+        assert 400 <= response.status < 500, (method, response)
+        assert b"Traceback" not in response.body and token.encode() not in response.body
+
+
+def test_a_header_the_request_does_not_read_is_harmless_whatever_its_bytes(
+    server: ServeProcess, token: str
+) -> None:
+    auth = b"Authorization: Bearer " + token.encode()
+    for header in [b"Cookie: es_session=\xff\xfe; a", b"Accept: \xff", b"If-Match: \xff"]:
+        response = raw_request(server.port, _request("GET", "/api/v1/schedules", [auth, header]))
+        assert response.status == 200, (header, response)
+    # The dashboard reads the cookie: a session id that is no session is a login redirect.
+    response = raw_request(server.port, _request("GET", "/", [b"Cookie: es_session=\xff\xfe"]))
+    assert response.status == 303 and response.headers["location"].startswith("/login")
+
+
+def test_oversized_headers_are_431_however_they_arrive(server: ServeProcess, token: str) -> None:
+    head = _request("GET", "/api/v1/schedules", [b"X-Big: " + b"x" * 17_000])
+    whole = raw_request(server.port, head)  # in one read
+    with RawConnection(server.port) as conn:  # in pieces
+        for start in range(0, len(head), 1000):
+            conn.send(head[start : start + 1000])
+        pieces = conn.response()
+    assert {whole.status, pieces.status} <= {400, 431}, (whole, pieces)
+    assert whole.status == 431 and whole.json()["errors"][0]["field"] == "headers"
+
+
+# -- 5. path traversal on static files ---------------------------------------------------------
+
+TRAVERSALS = [
+    "/static/../services/config.py",
+    "/static/../../services/config.py",
+    "/static/%2e%2e/config.py",
+    "/static/%2e%2e/%2e%2e/services/config.py",
+    "/static/..%2f..%2fservices%2fconfig.py",
+    "/static/%252e%252e/%252e%252e/services/config.py",
+    "/static/..%5c..%5cconfig.py",
+    "/static/..\\..\\config.py",
+    "/static/%c0%ae%c0%ae/config.py",
+    "/static/app.css%00",
+    "/static/%00",
+    "/static//etc/passwd",
+    "/static/%2fetc%2fpasswd",
+    "/static/..",
+    "/static/.",
+    "/static/",
+]
+
+
+@pytest.mark.parametrize("target", TRAVERSALS)
+def test_a_path_out_of_static_is_404(server: ServeProcess, target: str) -> None:
+    response = get(server.port, target)
+    assert response.status == 404, response
+    assert b"_setting" not in response.body and b"root:" not in response.body
+    assert get(server.port, "/static/app.css").status == 200  # the way in still works

@@ -22,6 +22,7 @@ class RawResponse:
 
 class RawConnection:
     def __init__(self, port: int, *, timeout: float = 10.0) -> None:
+        self.timeout = timeout
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buffer = b""
 
@@ -56,19 +57,24 @@ class RawConnection:
         return RawResponse(status, headers, body)
 
     def closed_by_server(self, within: float) -> bool:
-        """Whether the server closes the connection within `within` seconds (reading and
-        dropping whatever it sends first)."""
+        """Whether the server closes the connection within `within` seconds (what it sends
+        first stays readable by `response()`)."""
         deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                if not self.sock.recv(65536):
+        try:
+            while time.monotonic() < deadline:
+                self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    chunk = self.sock.recv(65536)
+                except TimeoutError:
+                    return False
+                except ConnectionResetError:
                     return True
-            except TimeoutError:
-                return False
-            except ConnectionResetError:
-                return True
-        return False
+                if not chunk:
+                    return True
+                self.buffer += chunk
+            return False
+        finally:
+            self.sock.settimeout(self.timeout)
 
     def _read_until(self, marker: bytes) -> bytes:
         while marker not in self.buffer:

@@ -16,13 +16,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from database.connection import DatabaseConnection
 from tests.support import services
-from tests.support.api import ServeProcess, assert_problem, client, make_token, schedule_body
+from tests.support.api import (
+    ServeProcess,
+    assert_problem,
+    client,
+    dashboard_login,
+    make_token,
+    schedule_body,
+)
 from tests.support.api import serving as serve
 from tests.support.raw_http import RawConnection, get, raw_request
 from tests.support.waiting import wait_until
@@ -371,3 +379,155 @@ def test_a_path_out_of_static_is_404(server: ServeProcess, target: str) -> None:
     assert response.status == 404, response
     assert b"_setting" not in response.body and b"root:" not in response.body
     assert get(server.port, "/static/app.css").status == 200  # the way in still works
+
+
+# -- 6. SQL metacharacters in every filter -----------------------------------------------------
+
+HOSTILE_VALUES = [
+    "'",
+    "' OR '1'='1",
+    "x'; DROP TABLE schedules; --",
+    "-- comment",
+    "%",
+    "_",
+    "\\",
+    "\\'",
+    "a\x00b",
+    "é' \u202e",
+    "%' UNION SELECT token_sha256 FROM api_tokens --",
+    "x" * 20_000,
+]
+
+
+def _list_routes(http: httpx.Client) -> list[tuple[str, list[str]]]:
+    """Every GET of the API that takes query parameters, from its own OpenAPI document."""
+    paths = http.get("/openapi.json").json()["paths"]
+    routes = []
+    for path, item in paths.items():
+        get_op = item.get("get")
+        names = [p["name"] for p in (get_op or {}).get("parameters", []) if p["in"] == "query"]
+        if path.startswith("/api/v1/") and names:
+            routes.append((path, names))
+    return routes
+
+
+def test_sql_metacharacters_in_every_filter_are_never_a_5xx(
+    http: httpx.Client, server: ServeProcess, token: str
+) -> None:
+    schedule_id = http.post("/api/v1/schedules", json=schedule_body()).json()["schedule_id"]
+    routes = _list_routes(http)
+    assert len(routes) >= 7, routes  # schedules, executions (2), audit (2), stats, notifications
+    statuses: dict[int, int] = {}
+    for path, names in routes:
+        url = path.replace("{schedule_id}", schedule_id)
+        for name in names:
+            for value in HOSTILE_VALUES:
+                response = http.get(url, params={name: value})
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                assert response.status_code < 500, (path, name, value[:40], response.text)
+                assert "Traceback" not in response.text and token not in response.text
+                if response.status_code == 200 and name not in ("sort",):
+                    _assert_filtered(response.json(), name)
+        for value in HOSTILE_VALUES:  # the path's own parameter
+            if "{schedule_id}" in path:
+                response = http.get(path.replace("{schedule_id}", quote(value, safe="")))
+                assert 400 <= response.status_code < 500, (path, value[:40], response.text)
+    print(f"metacharacters: {sum(statuses.values())} requests, statuses {sorted(statuses.items())}")
+    # The table is still there and still answers.
+    assert http.get(f"/api/v1/schedules/{schedule_id}").status_code == 200
+
+
+def _assert_filtered(body: Any, name: str) -> None:
+    """A hostile value that is accepted as a filter matches nothing here (no row has it)."""
+    if isinstance(body, dict) and "items" in body and name not in ("limit", "cursor", "days"):
+        assert body["items"] == [], (name, body["items"][:1])
+
+
+def test_percent_and_underscore_in_q_match_literally(http: httpx.Client) -> None:
+    tag = f"like-{uuid.uuid4().hex[:8]}"
+    domains = ["100%.like.example", "a_b.like.example", "axb.like.example", "back\\slash.like"]
+    for domain in domains:
+        body = schedule_body(domain=domain, tags=[tag])
+        assert http.post("/api/v1/schedules", json=body).status_code == 201
+
+    def found(q: str) -> set[str]:
+        page = http.get("/api/v1/schedules", params={"q": q, "tag": tag}).json()
+        return {item["domain"] for item in page["items"]}
+
+    assert found("%") == {"100%.like.example"}
+    assert found("_") == {"a_b.like.example"}
+    assert found("a_b") == {"a_b.like.example"}  # not axb: `_` is no wildcard
+    assert found("\\") == {"back\\slash.like"}
+    assert found("%.like") == {"100%.like.example"}
+    assert found("like") == set(domains)
+
+
+def test_the_dashboard_search_takes_metacharacters_as_text(
+    server: ServeProcess, token: str
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=20.0) as browser:
+        assert dashboard_login(browser, token).status_code == 303
+        for value in HOSTILE_VALUES:
+            for params in ({"q": value}, {"tag": value}, {"status": value}, {"frequency": value}):
+                page = browser.get("/schedules", params=params)
+                assert page.status_code < 500, (params, page.text[:300])
+            page = browser.get("/audit", params={"actor": value, "schedule_id": value})
+            assert page.status_code < 500, (value, page.text[:300])
+
+
+# -- 7. repeated bad tokens --------------------------------------------------------------------
+
+
+def _from(server: ServeProcess, address: str, token: str | None) -> httpx.Client:
+    """A client whose requests come from `address` (any 127.x.y.z reaches 127.0.0.1)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return httpx.Client(base_url=server.url, transport=transport, headers=headers, timeout=20.0)
+
+
+def test_repeated_bad_tokens_from_one_address_are_answered_429_with_retry_after(
+    server: ServeProcess, token: str
+) -> None:
+    with (
+        _from(server, "127.0.0.21", "es_wrong") as attacker,
+        _from(server, "127.0.0.21", token) as neighbour,
+        _from(server, "127.0.0.22", "es_wrong_too") as other,
+    ):
+        statuses = [attacker.get("/api/v1/schedules").status_code for _ in range(10)]
+        assert statuses == [401] * 10
+        throttled = attacker.get("/api/v1/schedules")
+        problem = assert_problem(throttled, 429)
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 60, throttled.headers
+        assert "too many bad tokens" in problem["detail"]
+        # A good token from the same address, and a bad one from another, are not slowed.
+        assert neighbour.get("/api/v1/schedules").status_code == 200
+        assert other.get("/api/v1/schedules").status_code == 401
+        assert attacker.get("/api/v1/schedules", headers={"Authorization": ""}).status_code == 429
+
+
+# -- 8. oversized pages ------------------------------------------------------------------------
+
+LIST_PATHS = ["/api/v1/schedules", "/api/v1/executions", "/api/v1/audit", "/api/v1/notifications"]
+
+
+@pytest.mark.parametrize("path", LIST_PATHS)
+def test_a_page_size_outside_1_to_500_is_422_and_a_bad_cursor_400(
+    http: httpx.Client, path: str
+) -> None:
+    for limit in ["501", "0", "-1", "10" * 40, "1e3", "NaN", ""]:
+        problem = assert_problem(http.get(path, params={"limit": limit}), 422)
+        assert problem["errors"][0]["field"] == "limit", problem
+    assert http.get(path, params={"limit": "500"}).status_code == 200
+    for cursor in ["-1", "9" * 400, "!!!", "eyJ4IjogMX0", "W10=", "=" * 5000, "AAAA" * 3000]:
+        response = http.get(path, params={"cursor": cursor})
+        assert response.status_code in (400, 422), (cursor[:20], response.text)
+        assert_problem(response, response.status_code)
+
+
+def test_windows_of_days_and_waits_outside_their_range_are_422(http: httpx.Client) -> None:
+    schedule_id = http.post("/api/v1/schedules", json=schedule_body()).json()["schedule_id"]
+    for days in ["0", "-1", "3651", "1e400", "inf", "nan"]:
+        assert_problem(http.get("/api/v1/executions/stats", params={"days": days}), 422)
+    for wait in ["-1", "61", "1e400", "nan"]:
+        url = f"/api/v1/schedules/{schedule_id}/trigger"
+        assert_problem(http.post(url, params={"wait": wait}), 422)

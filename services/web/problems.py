@@ -80,8 +80,10 @@ class ProblemOut(BaseModel):
 
 # What any /api/v1 operation may answer, whatever it does: a request it cannot read (400: a body
 # that is not UTF-8, a cursor it never handed out), no token or a bad one (401), too low a role
-# (403), input that does not validate (422), PostgreSQL out of reach (503).
-API_STATUSES = (400, 401, 403, 422, 503)
+# (403), a body not sent in time (408), too large (413) or headers too large (431), input that
+# does not validate (422: JSON too deep too), too many bad tokens from the caller's address
+# (429), PostgreSQL out of reach (503).
+API_STATUSES = (400, 401, 403, 408, 413, 422, 429, 431, 503)
 
 
 # Response headers as the OpenAPI document describes them (and schemathesis checks them).
@@ -99,6 +101,13 @@ _PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
         }
     },
     412: {"ETag": {**ETAG_HEADER, "description": "the schedule's current ETag"}},
+    429: {
+        "Retry-After": {
+            "description": "seconds to wait (sent when the cause is too many bad tokens)",
+            "required": False,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
 }
 
 

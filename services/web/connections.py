@@ -9,10 +9,15 @@ thousand idle sockets would starve `/health` instead of protecting it. Here:
 
 - a connection must deliver a complete request head within `header_timeout` of opening (or of
   its previous answer, for keep-alive); else it is closed. Bytes arriving do not extend it.
-- at most `max_connections` are open: one more closes the oldest connection that is waiting
-  for a request head (idle, or a slowloris) to make room, and only when every open connection
-  is busy with a request is the new one refused (closed at once). So a flood of idle sockets
-  never keeps a real client out; it only makes each of them live shorter.
+- at most `max_connections` are open: one more closes a connection that is waiting for a
+  request head (idle, or a slowloris) to make room, taken from the client address that holds
+  the most connections, its longest-waiting first; only when every open connection is busy
+  with a request is the new one refused (closed at once). So a flood of idle sockets, even one
+  that reconnects as fast as it is closed, costs its own address its connections and never
+  keeps a client of another address out (the oldest-first rule alone would not do: a flood
+  that opens more than the cap within one turn of the event loop would close an honest
+  connection before its request was read). Behind a proxy every client has one address, and
+  the rule is oldest-first; the proxy's own limits then do the rest.
 Bodies are the request guard's (request_guard.py): they are read inside a request, which this does
 not interrupt. The attributes used (`conn`, `transport`, `connections`, `loop`) are uvicorn's
 own, pinned with it in requirements.txt.
@@ -21,6 +26,7 @@ own, pinned with it in requirements.txt.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import h11
@@ -69,6 +75,10 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()  # may read a pipelined request: handle_events cancels
 
     @property
+    def host(self) -> str:
+        return "" if self.client is None else self.client[0]
+
+    @property
     def waiting_for_head(self) -> bool:
         return self.conn.their_state is h11.IDLE
 
@@ -89,16 +99,16 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def _make_room(self) -> None:
-        """Close the longest-waiting connection without a request head, else this new one."""
-        idle = [
+        """Close a connection without a request head, of the address that holds the most
+        connections, the longest-waiting first; else (all are busy) this new one."""
+        open_ = [
             c
             for c in self.connections
-            if isinstance(c, GuardedH11Protocol)
-            and c is not self
-            and c.waiting_for_head
-            and not c.transport.is_closing()
+            if isinstance(c, GuardedH11Protocol) and not c.transport.is_closing()
         ]
-        victim = min(idle, key=lambda c: c.waiting_since) if idle else self
+        held = Counter(c.host for c in open_)
+        idle = [c for c in open_ if c is not self and c.waiting_for_head]
+        victim = min(idle, key=lambda c: (-held[c.host], c.waiting_since)) if idle else self
         log.debug(  # debug: under a flood, a line per socket would be a flood of its own
             "http.connection_shed",
             open=len(self.connections),

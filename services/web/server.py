@@ -26,6 +26,7 @@ from services.web.limits import HttpLimits
 log = get_logger(__name__)
 
 STOP_TIMEOUT = 5.0
+LISTEN_BACKLOG = 128
 
 
 class WebServer:
@@ -50,6 +51,10 @@ class WebServer:
             app,
             # h11 with a deadline for request heads and a cap on connections (connections.py)
             http=guarded_protocol(limits or HttpLimits()),
+            # asyncio accepts up to `backlog` connections per wake-up before any of them is
+            # closed, and listens with it again (uvicorn's default is 2048): keep it at ours,
+            # so that descriptors stay within HTTP_MAX_CONNECTIONS + 2 x LISTEN_BACKLOG.
+            backlog=LISTEN_BACKLOG,
             log_config=None,  # our structlog setup stays the only one
             access_log=False,  # an access line per probe would drown the log
             lifespan="off",
@@ -85,7 +90,7 @@ class WebServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(address)
-                sock.listen(128)
+                sock.listen(LISTEN_BACKLOG)
             except OSError:
                 sock.close()
                 raise

@@ -1,7 +1,8 @@
 """Issue 21, "Hostile HTTP", at the default time-outs: a `scheduler.py serve` under a sustained
 flood of half-open and slow clients for 40 s, while an honest client keeps asking.
 
-A thousand attacking sockets, kept open by one thread that reopens each one the server closes:
+A thousand attacking sockets from one address (127.0.0.66), kept open by one thread that reopens
+each one the server closes:
 half send nothing, half send a request head a byte a second (slowloris); ten more send a
 complete head and then their body a byte a second. The server runs with HTTP_HEADER_TIMEOUT=10
 and HTTP_BODY_TIMEOUT=30 (the defaults) and HTTP_MAX_CONNECTIONS=128. Meanwhile a probe asks
@@ -29,6 +30,7 @@ import httpx
 import pytest
 
 from database.connection import DatabaseConnection
+from services.web.server import LISTEN_BACKLOG
 from tests.support.api import ServeProcess, make_token, serving
 
 pytestmark = pytest.mark.timeout(180)
@@ -39,6 +41,7 @@ SLOW_BODIES = 10
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
 CAP = 128
+ATTACKER = "127.0.0.66"  # the flood's address; the honest client's is 127.0.0.1
 HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 4000
 
 
@@ -84,7 +87,9 @@ class Flood:
                 else ("silent" if self.opened % 2 else "slowloris")
             )
             try:
-                sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+                sock = socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=2, source_address=(ATTACKER, 0)
+                )
             except OSError:
                 return  # the backlog is full this instant: try again next tick
             sock.setblocking(False)
@@ -196,7 +201,9 @@ def test_a_sustained_flood_of_idle_and_slow_clients_never_keeps_an_honest_one_ou
         f"  slow bodies answered: {[(round(age, 1), head) for age, head in flood.body_answers]}"
     )
     assert failures == []
-    assert peak_fds <= baseline + CAP + 16
+    # Each accepted burst (at most the listen backlog) is open for an instant beside the
+    # connections it makes room for (services/web/server.py LISTEN_BACKLOG).
+    assert peak_fds <= baseline + CAP + 2 * LISTEN_BACKLOG + 32
     assert flood.opened > SOCKETS  # the server closed sockets and the flood reopened them
     # No socket without a request head outlives the head deadline (plus a tick and a margin).
     assert max(head_less) <= HEADER_TIMEOUT + 3

@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse
 
 from services.clock import Clock
 from services.web import api_admin, api_notify, api_runs, api_schedules
-from services.web.request_guard import RequestGuard
 from services.web.context import ApiContext
 from services.web.dashboard.assembly import install_dashboard
 from services.web.docs_page import render_docs
@@ -22,6 +21,7 @@ from services.web.ops_routes import ops_router
 from services.web.problems import install_problem_handlers, only_problem_json
 from services.web.query import one_value_each
 from services.web.readiness import OpsView, Readiness
+from services.web.request_guard import RequestGuard
 
 API_VERSION = "1.0.0"
 DESCRIPTION = (

@@ -54,10 +54,15 @@ def require(role: TokenRole) -> Callable[..., Caller]:
     return check
 
 
+def client_address(request: Request) -> str:
+    """The address the throttle counts a bad token against (the peer's: behind a proxy, the
+    proxy's; no forwarded header is believed)."""
+    return request.client.host if request.client is not None else ""
+
+
 def refuse(request: Request, context: ApiContext, detail: str) -> NoReturn:
     """401, or 429 once this client has sent too many bad tokens (auth_throttle.py)."""
-    client = request.client.host if request.client is not None else ""
-    retry_after = context.auth_throttle.failed(client)
+    retry_after = context.auth_throttle.failed(client_address(request))
     if retry_after is None:
         raise Problem(401, detail, headers=_CHALLENGE)
     raise Problem(

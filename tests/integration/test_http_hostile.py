@@ -531,3 +531,13 @@ def test_windows_of_days_and_waits_outside_their_range_are_422(http: httpx.Clien
     for wait in ["-1", "61", "1e400", "nan"]:
         url = f"/api/v1/schedules/{schedule_id}/trigger"
         assert_problem(http.post(url, params={"wait": wait}), 422)
+
+
+def test_the_dashboard_login_form_is_throttled_alike(server: ServeProcess, token: str) -> None:
+    with _from(server, "127.0.0.23", None) as guesser, _from(server, "127.0.0.23", None) as user:
+        statuses = [dashboard_login(guesser, f"es_guess{i}").status_code for i in range(10)]
+        assert statuses == [401] * 10
+        throttled = dashboard_login(guesser, "es_guess_again")
+        assert throttled.status_code == 429 and "Too many unknown tokens" in throttled.text
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+        assert dashboard_login(user, token).status_code == 303  # a good token still logs in

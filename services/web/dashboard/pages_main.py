@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from services.web.auth import client_address
 from services.web.context import ApiContext, api_context
 from services.web.dashboard import charts
 from services.web.dashboard.render import back_to, page
@@ -59,6 +60,19 @@ async def login(request: Request, context: Context) -> Response:
     if not login_token_matches(request, form):
         return _login_again(request, "The login form expired; please try again.", target)
     token = context.tokens.authenticate(form.get("token", "").strip())
+    if token is None:
+        # The same throttle as the API's: a form is no way around it.
+        retry_after = context.auth_throttle.failed(client_address(request))
+        if retry_after is not None:
+            wait = f"{retry_after:g}"
+            response = _login_again(
+                request,
+                f"Too many unknown tokens from this address; try again in {wait} s.",
+                target,
+                status=429,
+            )
+            response.headers["Retry-After"] = wait
+            return response
     made = None if token is None else context.sessions.create(token.name, token.role)
     if made is None:
         return _login_again(request, "Unknown or revoked token.", target)
@@ -70,10 +84,10 @@ async def login(request: Request, context: Context) -> Response:
     return response
 
 
-def _login_again(request: Request, error: str, target: str) -> Response:
+def _login_again(request: Request, error: str, target: str, *, status: int = 401) -> Response:
     token = new_login_token()
     response = page(
-        request, "login.html", None, status=401, csrf_token=token, next=target, error=error
+        request, "login.html", None, status=status, csrf_token=token, next=target, error=error
     )
     set_cookie(response, request, LOGIN_COOKIE, token, 3600)
     return response

@@ -32,7 +32,9 @@ from tests.support.api import (
     schedule_body,
 )
 from tests.support.api import serving as serve
+from tests.support.daemon import DaemonProcess
 from tests.support.raw_http import RawConnection, get, raw_request
+from tests.support.redis_server import free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -541,3 +543,28 @@ def test_the_dashboard_login_form_is_throttled_alike(server: ServeProcess, token
         assert throttled.status_code == 429 and "Too many unknown tokens" in throttled.text
         assert 1 <= int(throttled.headers["Retry-After"]) <= 60
         assert dashboard_login(user, token).status_code == 303  # a good token still logs in
+
+
+# -- the daemon's own server takes the same limits -------------------------------------------
+
+
+def test_the_daemon_serves_with_the_limits_of_its_settings(
+    env: dict[str, str], db: DatabaseConnection, tmp_path: Path
+) -> None:
+    port = free_port()
+    daemon_env = {**env, **HOSTILE_ENV, "HTTP_PORT": str(port)}
+    token = make_token(db, "daemon-hostile", "write")
+    with DaemonProcess(daemon_env, tmp_path / "daemon.log", instance_id="hostile-daemon"):
+        wait_until(lambda: _answers(port), 30, 0.1, "the daemon's HTTP server")
+        with RawConnection(port) as conn:
+            conn.send(post_head("/api/v1/schedules", token, f"Content-Length: {MAX_BODY + 1}"))
+            assert conn.response().status == 413
+        with RawConnection(port) as silent:  # HTTP_HEADER_TIMEOUT=1
+            assert silent.closed_by_server(within=15)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -106,6 +106,8 @@ class GuardedH11Protocol(H11Protocol):
             for c in self.connections
             if isinstance(c, GuardedH11Protocol) and not c.transport.is_closing()
         ]
+        if len(open_) <= self.limits.max_connections:
+            return  # the ones over the cap are already closing
         held = Counter(c.host for c in open_)
         idle = [c for c in open_ if c is not self and c.waiting_for_head]
         victim = min(idle, key=lambda c: (-held[c.host], c.waiting_since)) if idle else self

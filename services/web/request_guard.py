@@ -3,7 +3,6 @@
 - Headers over `max_header_bytes` in all are 431. h11 bounds only what it buffers while a head
   is incomplete, so a large head that arrives in one read got through and one that arrives in
   two did not; here the bound is the same however the bytes arrive.
-
 - A `Content-Length` over `max_body_bytes` is refused at once (413), before a byte of the body is
   read; a chunked body is cut off (413) as soon as it passes the limit.
 - The whole body must arrive within `body_timeout` of the request head (408): a client that
@@ -39,17 +38,18 @@ class _Refused(Exception):
 
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value)  # h11 has checked it is digits, and that there is one
+        if name == b"content-length" and value.isdigit():  # h11 refuses any other with 400
+            return int(value)
     return None
 
 
 def _is_json(scope: Scope) -> bool:
-    """JSON or no Content-Type at all (FastAPI reads a body without one as JSON)."""
+    """Whether the body may be parsed as JSON: no Content-Type, or a `*/json` or `*/*+json` one
+    (FastAPI parses `application/` ones and none; checking a few more costs nothing)."""
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            return bool(media == b"application/json" or media.endswith(b"+json"))
+            subtype = value.split(b";", 1)[0].strip().lower().rpartition(b"/")[2]
+            return bool(subtype == b"json" or subtype.endswith(b"+json"))
     return True
 
 

@@ -234,6 +234,11 @@ class Settings:
     http_allowed_hosts: tuple[str, ...] = _setting("HTTP_ALLOWED_HOSTS", _list, "")
     http_host: str = _setting("HTTP_HOST", _text, "127.0.0.1")
     http_port: int = _setting("HTTP_PORT", _int(0, 65535), "8008")
+    # Hostile clients (services/web/limits.py): body size, read deadlines, open connections.
+    http_max_body_bytes: int = _setting("HTTP_MAX_BODY_BYTES", _int(1024, 1 << 30), "1048576")
+    http_header_timeout: float = _setting("HTTP_HEADER_TIMEOUT", _float(0, exclusive=True), "10")
+    http_body_timeout: float = _setting("HTTP_BODY_TIMEOUT", _float(0, exclusive=True), "30")
+    http_max_connections: int = _setting("HTTP_MAX_CONNECTIONS", _int(8, 100000), "256")
     shutdown_timeout: float = _setting("SHUTDOWN_TIMEOUT", _float(0), "30")
     history_retention_days: int = _setting("HISTORY_RETENTION_DAYS", _int(0), "90")
     audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", _int(0), "365")

@@ -54,6 +54,7 @@ from services.web.assembly import (
     build_web_server,
     open_api_pool,
 )
+from services.web.limits import HttpLimits
 from services.web.server import WebServer
 
 log = get_logger(__name__)
@@ -262,6 +263,7 @@ class EnhancedScheduler:
             api=api,
             closers=[api_db.close],
             worker_threads=DAEMON_API_THREADS,
+            limits=HttpLimits.from_settings(s),
         )
 
     def _stop_health(self) -> None:

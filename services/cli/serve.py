@@ -23,6 +23,7 @@ from services.lock.client import create_redis_client
 from services.log import configure_logging, get_logger, secrets_of
 from services.store.pool import DatabaseConnection
 from services.web.assembly import api_context, build_web_server, open_api_pool
+from services.web.limits import HttpLimits
 
 log = get_logger(__name__)
 
@@ -85,6 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         clock=SYSTEM_CLOCK,
         api=api,
         closers=[ops.close, db.close],
+        limits=HttpLimits.from_settings(settings),
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _s, _f: stop.set())

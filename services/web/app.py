@@ -16,10 +16,12 @@ from services.web import api_admin, api_notify, api_runs, api_schedules
 from services.web.context import ApiContext
 from services.web.dashboard.assembly import install_dashboard
 from services.web.docs_page import render_docs
+from services.web.limits import HttpLimits
 from services.web.ops_routes import ops_router
 from services.web.problems import install_problem_handlers, only_problem_json
 from services.web.query import one_value_each
 from services.web.readiness import OpsView, Readiness
+from services.web.request_guard import RequestGuard
 
 API_VERSION = "1.0.0"
 DESCRIPTION = (
@@ -28,7 +30,14 @@ DESCRIPTION = (
 )
 
 
-def build_app(ops: OpsView, readiness: Readiness, api: ApiContext | None, clock: Clock) -> FastAPI:
+def build_app(
+    ops: OpsView,
+    readiness: Readiness,
+    api: ApiContext | None,
+    clock: Clock,
+    *,
+    limits: HttpLimits | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="Enhanced Scheduler",
         version=API_VERSION,
@@ -38,6 +47,8 @@ def build_app(ops: OpsView, readiness: Readiness, api: ApiContext | None, clock:
         dependencies=[Depends(one_value_each)],
     )
     install_problem_handlers(app)
+    # Outermost: a body over the limits is refused before routing, parsing or authentication.
+    app.add_middleware(RequestGuard, limits=limits or HttpLimits())
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -21,7 +21,9 @@ from services.store.schedules import ScheduleRepository
 from services.store.tokens import TokenStore
 from services.store.web_sessions import WebSessionStore
 from services.web.app import build_app
+from services.web.auth_throttle import AuthThrottle
 from services.web.context import ApiContext
+from services.web.limits import HttpLimits
 from services.web.readiness import READY_CHECK_TIMEOUT, OpsView, Readiness
 from services.web.server import WebServer
 
@@ -67,6 +69,7 @@ def api_context(
         live_instances=live_instances,
         clock=clock,
         max_schedules_per_creator=settings.max_schedules_per_creator,
+        auth_throttle=AuthThrottle(clock),
     )
 
 
@@ -80,10 +83,17 @@ def build_web_server(
     check_timeout: float = READY_CHECK_TIMEOUT,
     closers: list[Callable[[], None]] | None = None,
     worker_threads: int = SERVE_API_THREADS,
+    limits: HttpLimits | None = None,
 ) -> WebServer:
     """The server for `ops` (and the API when `api` is given); `closers` run when it stops."""
+    limits = limits or HttpLimits()
     readiness = Readiness(ops, clock=clock, timeout=check_timeout)
-    app = build_app(ops, readiness, api, clock)
+    app = build_app(ops, readiness, api, clock, limits=limits)
     return WebServer(
-        app, host, port, closers=[readiness.close, *(closers or [])], worker_threads=worker_threads
+        app,
+        host,
+        port,
+        closers=[readiness.close, *(closers or [])],
+        worker_threads=worker_threads,
+        limits=limits,
     )

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.model.vocabulary import TokenRole
@@ -38,19 +38,32 @@ def require(role: TokenRole) -> Callable[..., Caller]:
     """A dependency that lets through callers with at least `role`."""
 
     def check(
+        request: Request,
         context: Annotated[ApiContext, Depends(api_context)],
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Problem(401, "send Authorization: Bearer <token>", headers=_CHALLENGE)
+            refuse(request, context, "send Authorization: Bearer <token>")
         token = context.tokens.authenticate(credentials.credentials)
         if token is None:
-            raise Problem(401, "unknown or revoked token", headers=_CHALLENGE)
+            refuse(request, context, "unknown or revoked token")
         if _RANK[token.role] < _RANK[role.value]:
             raise Problem(403, f"token {token.name!r} has role {token.role}; this needs {role}")
         return Caller(token.name, token.role)
 
     return check
+
+
+def client_address(request: Request) -> str:
+    """The address the throttle counts a bad token against (the peer's: behind a proxy, the
+    proxy's; no forwarded header is believed)."""
+    return request.client.host if request.client is not None else ""
+
+
+def refuse(request: Request, context: ApiContext, detail: str) -> NoReturn:
+    """401; later once this client has sent too many bad tokens (auth_throttle.py)."""
+    delay = context.auth_throttle.failed(client_address(request))
+    raise Problem(401, detail, headers=_CHALLENGE, delay=delay)
 
 
 Reader = Annotated[Caller, Depends(require(TokenRole.READ))]

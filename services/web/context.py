@@ -7,7 +7,7 @@ gets it through the `api_context` dependency and never opens a connection of its
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -22,6 +22,7 @@ from services.store.scheduler_state import SchedulerStateStore
 from services.store.schedules import ScheduleRepository
 from services.store.tokens import TokenStore
 from services.store.web_sessions import WebSessionStore
+from services.web.auth_throttle import AuthThrottle
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ApiContext:
     live_instances: Callable[[], list[dict[str, Any]]]  # from the heartbeats in Redis
     clock: Clock
     max_schedules_per_creator: int = 0  # 0: no limit
+    auth_throttle: AuthThrottle = field(default_factory=AuthThrottle)  # bad tokens per client
 
     @property
     def default_timezone(self) -> str:

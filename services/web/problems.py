@@ -7,6 +7,7 @@ builds an error body itself; anything unexpected is a 500 whose detail names no 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -80,8 +81,10 @@ class ProblemOut(BaseModel):
 
 # What any /api/v1 operation may answer, whatever it does: a request it cannot read (400: a body
 # that is not UTF-8, a cursor it never handed out), no token or a bad one (401), too low a role
-# (403), input that does not validate (422), PostgreSQL out of reach (503).
-API_STATUSES = (400, 401, 403, 422, 503)
+# (403; a client sending bad tokens over and over gets its 401s late, auth_throttle.py), a body
+# not sent in time (408), too large (413) or headers too large (431), input that does not
+# validate (422: JSON too deep too), PostgreSQL out of reach (503).
+API_STATUSES = (400, 401, 403, 408, 413, 422, 431, 503)
 
 
 # Response headers as the OpenAPI document describes them (and schemathesis checks them).
@@ -138,12 +141,14 @@ class Problem(Exception):
         *,
         errors: Sequence[Mapping[str, str]] = (),
         headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = list(errors)
         self.headers = dict(headers or {})
+        self.delay = delay  # seconds to hold the answer back (awaited: no thread is held)
 
 
 def problem_response(
@@ -225,6 +230,8 @@ def _validation_error(error: Mapping[str, Any]) -> dict[str, str]:
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
+        if exc.delay > 0:
+            await asyncio.sleep(exc.delay)
         return problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
 
     async def on_scheduler_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -20,10 +20,13 @@ from starlette.types import ASGIApp
 
 from services.errors import StartupError
 from services.log import get_logger
+from services.web.connections import guarded_protocol
+from services.web.limits import HttpLimits
 
 log = get_logger(__name__)
 
 STOP_TIMEOUT = 5.0
+LISTEN_BACKLOG = 128
 
 
 class WebServer:
@@ -38,6 +41,7 @@ class WebServer:
         *,
         closers: Sequence[Callable[[], None]] = (),
         worker_threads: int = 40,
+        limits: HttpLimits | None = None,
     ) -> None:
         self.host = host
         self.worker_threads = worker_threads
@@ -45,6 +49,12 @@ class WebServer:
         self.closers = list(closers)
         self._config = uvicorn.Config(
             app,
+            # h11 with a deadline for request heads and a cap on connections (connections.py)
+            http=guarded_protocol(limits or HttpLimits()),
+            # asyncio accepts up to `backlog` connections per wake-up before any of them is
+            # closed, and listens with it again (uvicorn's default is 2048): keep it at ours,
+            # so that descriptors stay within HTTP_MAX_CONNECTIONS + 2 x LISTEN_BACKLOG.
+            backlog=LISTEN_BACKLOG,
             log_config=None,  # our structlog setup stays the only one
             access_log=False,  # an access line per probe would drown the log
             lifespan="off",
@@ -80,7 +90,7 @@ class WebServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(address)
-                sock.listen(128)
+                sock.listen(LISTEN_BACKLOG)
             except OSError:
                 sock.close()
                 raise

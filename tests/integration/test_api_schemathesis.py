@@ -14,6 +14,7 @@ of existing rows happen too. Failures are collected, not raised, so one run repo
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter, defaultdict
@@ -181,6 +182,7 @@ class Run:
     failures: dict[tuple[str, str], str] = field(default_factory=dict)
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     written: Counter[str] = field(default_factory=Counter)  # 2xx answers to the valid writes
+    secrets: list[str] = field(default_factory=list)  # what no answer may contain
 
     @property
     def headers(self) -> dict[str, str]:
@@ -226,6 +228,7 @@ class Run:
             log = self.server.log()[-3000:]
             raise AssertionError(f"serve stopped answering (exit {code}):\n{log}") from exc
         self.statuses[case.operation.label][response.status_code] += 1
+        self.check_no_leak(case, response)
         if write and 200 <= response.status_code < 300:
             self.written[case.operation.label] += 1
         try:
@@ -239,6 +242,15 @@ class Run:
                 status = getattr(failure, "status_code", "")
                 key = (case.operation.label, f"{failure.code} {failure.title} {status}")
                 self.failures.setdefault(key, str(group)[:2500])
+
+    def check_no_leak(self, case: Case, response: requests.Response) -> None:
+        """No stack trace, no token and no secret setting in any answer, body or headers."""
+        sent = "\n".join(f"{k}: {v}" for k, v in response.headers.items()) + response.text
+        for secret in ["Traceback", 'File "', *self.secrets]:
+            if secret in sent:
+                shown = secret if secret in ("Traceback", 'File "') else f"{secret[:6]}..."
+                key = (case.operation.label, f"leak of {shown} {response.status_code}")
+                self.failures.setdefault(key, sent[:2500])
 
     def path_values(self, path: str, ids: list[str]) -> list[dict[str, str]]:
         """Real values for the path's parameter: seeded schedules, runs, or revocable tokens
@@ -358,9 +370,17 @@ def _operations(schema: OpenApiSchema) -> list[Any]:
     return [result.ok() for result in schema.get_all_operations()]
 
 
+# Secrets the server is given: no answer may contain one (nor a token, nor a stack trace).
+SETTINGS_SECRETS = {
+    "API_TOKEN": "sync-token-0c6f1e2d9a",
+    "NOTIFY_WEBHOOK_SECRET": "webhook-secret-5b7e33",
+    "SMTP_PASSWORD": "smtp-password-91d4aa",
+}
+
+
 @pytest.fixture
 def live(env: dict[str, str], db: DatabaseConnection, tmp_path: Path) -> Iterator[ServeProcess]:
-    with serving(env, tmp_path / "serve.log") as server:
+    with serving({**env, **SETTINGS_SECRETS}, tmp_path / "serve.log") as server:
         yield server
 
 
@@ -389,12 +409,14 @@ def test_the_openapi_document_is_valid_and_documents_every_path(
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_the_document_contradicts(
-    live: ServeProcess, db: DatabaseConnection, database_url: str
+    live: ServeProcess, db: DatabaseConnection, database_url: str, tmp_path: Path
 ) -> None:
     token = make_token(db, FUZZ_TOKEN, "admin")
     with requests.Session() as session:
         run = Run(live, _load(live, token), database_url, token, session)
+        run.secrets = [token, *SETTINGS_SECRETS.values()]
         elapsed = _run(run, db)
+    _write_counts(run, tmp_path / "fuzz_counts.json", elapsed)
     report = "\n\n".join(
         f"== {label}: {title}\n{text}" for (label, title), text in run.failures.items()
     )
@@ -408,10 +430,26 @@ def test_schemathesis_finds_no_server_error_and_no_answer_the_document_contradic
     }
     assert unreached == {"POST /api/v1/schedules/{schedule_id}/trigger"}, run.statuses
     assert len(run.written) == 6, run.written  # each valid write got through some of the time
-    print(f"schemathesis: {cases} cases in {elapsed:.1f}s, no failure")
+    print(f"schemathesis: {cases} cases in {elapsed:.1f}s, no failure, no leak")
     for label, counts in sorted(run.statuses.items()):
         print(f"  {label}: {dict(sorted(counts.items()))}")
     print(f"  valid writes answered 2xx: {dict(run.written)}")
+
+
+def _write_counts(run: Run, path: Path, elapsed: float) -> None:
+    """The run's requests and statuses, as a file beside the test's other output."""
+    total: Counter[int] = Counter()
+    for counts in run.statuses.values():
+        total.update(counts)
+    summary = {
+        "requests": sum(total.values()),
+        "seconds": round(elapsed, 1),
+        "statuses": {str(k): v for k, v in sorted(total.items())},
+        "failures": len(run.failures),
+        "by_operation": {k: dict(sorted(v.items())) for k, v in sorted(run.statuses.items())},
+    }
+    path.write_text(json.dumps(summary, indent=2))
+    print(f"schemathesis counts ({path}): {summary['requests']} requests, {summary['statuses']}")
 
 
 def _seed_channels(db: DatabaseConnection, names: list[str]) -> None:
@@ -426,7 +464,7 @@ def _seed_channels(db: DatabaseConnection, names: list[str]) -> None:
 def _run(run: Run, db: DatabaseConnection) -> float:
     run.victims = [f"victim-{i}" for i in range(3)]
     for name in run.victims:
-        make_token(db, name, "read")
+        run.secrets.append(make_token(db, name, "read"))
     run.seed_executions(run.seed_schedules(1)[0])
     started = time.monotonic()
     for operation in _operations(run.schema):

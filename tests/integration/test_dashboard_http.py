@@ -15,6 +15,7 @@ from services.store.channels import ChannelStore
 from services.store.schedules import ScheduleRepository
 from services.store.tokens import TokenStore
 from tests.support.api import ServeProcess, make_token, serving
+from tests.support.api import dashboard_login as login
 from tests.support.receivers import Receiver
 from tests.support.schedules import query
 
@@ -30,15 +31,6 @@ def web(env: dict[str, str], tmp_path: Path) -> Iterator[ServeProcess]:
 
 def browser(web: ServeProcess) -> httpx.Client:
     return httpx.Client(base_url=web.url, follow_redirects=False, timeout=20.0)
-
-
-def login(http: httpx.Client, token: str, next_path: str = "/") -> httpx.Response:
-    form = http.get("/login", params={"next": next_path})
-    csrf = CSRF.search(form.text)
-    assert csrf, form.text
-    return http.post(
-        "/login", data={"csrf_token": csrf.group(1), "token": token, "next": next_path}
-    )
 
 
 def csrf_of(page: httpx.Response) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,6 +116,16 @@ def client(base_url: str, token: str | None = None, **headers: str) -> httpx.Cli
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return httpx.Client(base_url=base_url, headers=headers, timeout=20.0)
+
+
+def dashboard_login(http: httpx.Client, token: str, next_path: str = "/") -> httpx.Response:
+    """Log `http` in to the dashboard with `token` (the login form and its CSRF cookie)."""
+    form = http.get("/login", params={"next": next_path})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf, form.text
+    return http.post(
+        "/login", data={"csrf_token": csrf.group(1), "token": token, "next": next_path}
+    )
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from services.web.auth import client_address
 from services.web.context import ApiContext, api_context
 from services.web.dashboard import charts
 from services.web.dashboard.render import back_to, page
@@ -59,6 +61,12 @@ async def login(request: Request, context: Context) -> Response:
     if not login_token_matches(request, form):
         return _login_again(request, "The login form expired; please try again.", target)
     token = context.tokens.authenticate(form.get("token", "").strip())
+    if token is None:
+        # The same throttle as the API's: a form is no way around it. Awaited here, on the
+        # event loop: a slowed guesser holds no worker thread.
+        delay = context.auth_throttle.failed(client_address(request))
+        if delay > 0:
+            await asyncio.sleep(delay)
     made = None if token is None else context.sessions.create(token.name, token.role)
     if made is None:
         return _login_again(request, "Unknown or revoked token.", target)
@@ -70,10 +78,10 @@ async def login(request: Request, context: Context) -> Response:
     return response
 
 
-def _login_again(request: Request, error: str, target: str) -> Response:
+def _login_again(request: Request, error: str, target: str, *, status: int = 401) -> Response:
     token = new_login_token()
     response = page(
-        request, "login.html", None, status=401, csrf_token=token, next=target, error=error
+        request, "login.html", None, status=status, csrf_token=token, next=target, error=error
     )
     set_cookie(response, request, LOGIN_COOKIE, token, 3600)
     return response

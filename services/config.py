@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -314,15 +315,24 @@ def mask_url(url: str) -> str:
         return ",".join(mask_url(piece) for piece in pieces)
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-    except ValueError:  # e.g. a non-numeric port: mask the whole thing rather than leak it
+        password = parts.password
+    except ValueError:  # an unreadable address: mask the whole thing rather than leak it
         return "<unparseable URL>"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if password is None:
+        return _mask_query_password(url)
+    # The hosts are kept as written: a libpq multi-host URL (`u:pw@a:5432,b:5433/db`, for
+    # failover) has no single host or port for urlsplit to read.
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return _mask_query_password(urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}")))
+
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def _mask_query_password(url: str) -> str:
+    # libpq also reads `?password=` from a postgresql:// URL's query.
+    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 def _read_sources(environ: Mapping[str, str] | None, env_file: str | None) -> dict[str, str]:

@@ -47,6 +47,21 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a postmaster's backends and helpers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
 class PostgresServer:
     """One PostgreSQL cluster on 127.0.0.1, restartable on the same port."""
 
@@ -137,6 +152,50 @@ class PostgresServer:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend it had (a crashed host, as far as local
+        processes go: their sockets close, nothing is flushed or handed over). No-op if stopped."""
+        proc = self._proc
+        if proc is None:
+            return
+        children = _children_of(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(30)
+        self._proc = None
+
+    def promote(self, timeout: float = 60.0) -> None:
+        """`pg_ctl promote -w`: a standby becomes a primary; returns once it accepts writes."""
+        result = self._pg_ctl("promote", "-w", "-t", str(round(timeout)))
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl promote failed: {result.stdout!r}\n{self.log_tail()}")
+
+    def base_backup_from(self, source: PostgresServer) -> None:
+        """Fill this (not yet started) cluster with `pg_basebackup -R -X stream` of `source`:
+        started, it is a hot standby streaming from `source`."""
+        if self._initialised:
+            raise RuntimeError("base_backup_from needs a cluster that was never initialised")
+        self._make_socket_dir()
+        result = self._run_as_owner(
+            [
+                str(self.bin_dir / "pg_basebackup"),
+                "-D", str(self.data_dir),
+                "-h", source.host,
+                "-p", str(source.port),
+                "-U", OS_USER,
+                "-R",
+                "-X", "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ]
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed ({result.returncode}):\n{result.stderr}")
+        self._initialised = True
+
     def close(self) -> None:
         """Stop the cluster (killing it if a clean stop fails) and remove its directory."""
         try:
@@ -194,10 +253,13 @@ class PostgresServer:
             **self._as_user,
         )
 
-    def _initdb(self) -> None:
+    def _make_socket_dir(self) -> None:
         self.socket_dir.mkdir()
         if self._as_user:
             os.chown(self.socket_dir, self._as_user["user"], self._as_user["group"])
+
+    def _initdb(self) -> None:
+        self._make_socket_dir()
         result = self._run_as_owner(
             [
                 str(self.bin_dir / "initdb"),

@@ -1,0 +1,143 @@
+"""A libpq multi-host DATABASE_URL (`postgresql://u@a:p1,b:p2/db?target_session_attrs=read-write`)
+for PostgreSQL failover: accepted and masked by the settings, and every door to the database (the
+pool, the LISTEN connection, the migrator, the CLI) lands on whichever host accepts writes, whatever
+the first host in the list is: a closed port, a hot standby, or a primary that just died."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from database.connection import DatabaseConnection, describe_target
+from database.migrations import Migrator
+from services.config import load_settings
+from services.errors import DatabaseUnavailable
+from services.log import secrets_of
+from services.store.listen import NotificationListener
+from tests.support.daemon import ROOT
+from tests.support.postgres_pair import PostgresPair
+from tests.support.redis_server import free_port
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(60)
+PASSWORD = "failover-secret-42"
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[PostgresPair]:
+    """Shared by the tests that leave both servers as they found them."""
+    with PostgresPair() as servers:
+        yield servers
+
+
+@pytest.fixture
+def own_pair() -> Iterator[PostgresPair]:
+    """For a test that kills the primary."""
+    with PostgresPair() as servers:
+        yield servers
+
+
+def server_port(db: DatabaseConnection) -> int:
+    return int(db.fetch_value("SELECT inet_server_port()"))
+
+
+def test_settings_accept_the_multi_host_url_and_mask_its_password() -> None:
+    url = (
+        f"postgresql://app:{PASSWORD}@10.0.0.1:5432,10.0.0.2:5433/scheduler"
+        "?target_session_attrs=read-write"
+    )
+    settings = load_settings({"DATABASE_URL": url}, env_file="")
+    assert settings.database_url == url
+    shown = settings.public_view()["DATABASE_URL"]
+    assert shown == (
+        "postgresql://app:***@10.0.0.1:5432,10.0.0.2:5433/scheduler"
+        "?target_session_attrs=read-write"
+    )
+    assert PASSWORD in secrets_of(settings)  # so the log masker removes it from every line
+    assert describe_target(url) == "10.0.0.1:5432,10.0.0.2:5433/scheduler"
+
+    in_query = f"postgresql://app@a:1,b:2/db?password={PASSWORD}&target_session_attrs=read-write"
+    settings = load_settings({"DATABASE_URL": in_query}, env_file="")
+    assert PASSWORD not in settings.public_view()["DATABASE_URL"]
+    assert PASSWORD in secrets_of(settings)
+
+
+def test_pool_migrator_and_listener_skip_a_closed_port_and_a_standby(pair: PostgresPair) -> None:
+    pair.create_database("skipping")
+    closed = free_port()
+    hosts = f"127.0.0.1:{closed},127.0.0.1:{pair.standby.port},127.0.0.1:{pair.primary.port}"
+    url = f"postgresql://postgres@{hosts}/skipping?target_session_attrs=read-write"
+
+    Migrator(url).apply()  # run_migrations.py and `scheduler.py migrate` use this
+    assert Migrator(url).pending() == []
+    db = DatabaseConnection(url, min_size=1, max_size=2)
+    try:
+        assert server_port(db) == pair.primary.port
+        assert db.fetch_value("SELECT pg_is_in_recovery()") is False
+        with NotificationListener(db).session(["failover_test"]) as listener:
+            db.execute("SELECT pg_notify('failover_test', 'hello')")
+            assert ("failover_test", "hello") in list(listener.notifications(timeout=2.0))
+    finally:
+        db.close()
+
+
+def test_cli_works_with_the_standby_listed_first_and_never_prints_the_password(
+    pair: PostgresPair, redis_url: str
+) -> None:
+    pair.create_database("cli")
+    # Trust authentication ignores the password; it is there to be hidden.
+    url = pair.url("cli", standby_first=True).replace(
+        "postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "ENV_FILE": "",
+        "LOG_FORMAT": "json",
+    }
+    for args in (["run_migrations.py"], ["scheduler.py", "list", "--json"]):
+        result = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        assert PASSWORD not in result.stdout + result.stderr
+    assert Migrator(pair.primary.url("cli")).pending() == []
+
+
+def test_pool_and_listener_follow_the_promoted_standby(own_pair: PostgresPair) -> None:
+    pair = own_pair
+    url = pair.create_database("scheduler")
+    db = DatabaseConnection(url, min_size=2, max_size=4)
+    listener = NotificationListener(db)
+    try:
+        assert server_port(db) == pair.primary.port
+        with listener.session(["failover_test"]) as connection:
+            pair.kill_primary()
+            with pytest.raises(DatabaseUnavailable):
+                list(connection.notifications(timeout=5.0))
+        # Until the standby is promoted, no host accepts writes.
+        with pytest.raises(DatabaseUnavailable):
+            server_port(db)
+        pair.promote_standby()
+
+        def reconnected() -> bool:
+            try:
+                return server_port(db) == pair.standby.port
+            except DatabaseUnavailable:
+                return False
+
+        wait_until(reconnected, timeout=10.0, interval=0.1, message="the pool on the new primary")
+        # Every pooled connection is now to the new primary: none was kept to the dead host.
+        ports = {server_port(db) for _ in range(8)}
+        assert ports == {pair.standby.port}
+        db.execute("CREATE TABLE written_after_failover (n int)")
+        with listener.session(["failover_test"]) as connection:
+            db.execute("SELECT pg_notify('failover_test', 'after')")
+            assert ("failover_test", "after") in list(connection.notifications(timeout=2.0))
+    finally:
+        db.close()

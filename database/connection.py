@@ -75,12 +75,14 @@ def describe_target(url: str) -> str:
         info = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return "<unparseable DATABASE_URL>"
-    hosts = (info.get("host") or "localhost").split(",")
-    ports = (info.get("port") or "5432").split(",")
+    hosts = str(info.get("host") or "localhost").split(",")
+    ports = str(info.get("port") or "5432").split(",")
     if len(ports) == 1:  # libpq: one port applies to every host
         ports = ports * len(hosts)
     # A multi-host URL (failover) names each host with its own port: "a:5432,b:5433/db".
-    where = ",".join(f"{host or 'localhost'}:{port or 5432}" for host, port in zip(hosts, ports, strict=False))
+    where = ",".join(
+        f"{host or 'localhost'}:{port or 5432}" for host, port in zip(hosts, ports, strict=False)
+    )
     return f"{where}/{info.get('dbname') or info.get('user') or ''}"
 
 

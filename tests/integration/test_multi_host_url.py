@@ -54,8 +54,7 @@ def test_settings_accept_the_multi_host_url_and_mask_its_password() -> None:
     assert settings.database_url == url
     shown = settings.public_view()["DATABASE_URL"]
     assert shown == (
-        "postgresql://app:***@10.0.0.1:5432,10.0.0.2:5433/scheduler"
-        "?target_session_attrs=read-write"
+        "postgresql://app:***@10.0.0.1:5432,10.0.0.2:5433/scheduler?target_session_attrs=read-write"
     )
     assert PASSWORD in secrets_of(settings)  # so the log masker removes it from every line
     assert describe_target(url) == "10.0.0.1:5432,10.0.0.2:5433/scheduler"

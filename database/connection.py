@@ -54,6 +54,13 @@ T = TypeVar("T")
 # effect: running it again is safe, and is what PostgreSQL's documentation asks of clients.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 TRANSIENT_ATTEMPTS = 4
+# read_only_sql_transaction: the server takes no writes (a standby, or an old primary that a
+# failover tool fenced with default_transaction_read_only). Not the statement's fault: the
+# write must wait for a writable primary, like one during an outage, and never be dropped.
+READ_ONLY_SQLSTATE = "25006"
+# In autocommit each statement is its own transaction: read-only on a standby, or where
+# default_transaction_read_only is on.
+_READ_ONLY_PROBE = "SELECT current_setting('transaction_read_only') = 'on'"
 
 
 def retry_transient(run: Callable[[], T], *, attempts: int = TRANSIENT_ATTEMPTS) -> T:
@@ -105,6 +112,11 @@ def translate_error(exc: Exception, target: str) -> Exception:
         sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
     ):
         return DatabaseUnavailable(f"PostgreSQL at {target} is unreachable: {_first_line(exc)}")
+    if sqlstate == READ_ONLY_SQLSTATE:
+        return DatabaseUnavailable(
+            f"PostgreSQL at {target} accepts no writes (a standby, or a primary made read-only): "
+            f"{_first_line(exc)}"
+        )
     if isinstance(exc, psycopg.Error):
         diag = exc.diag
         return DatabaseError(
@@ -161,6 +173,10 @@ class Session:
                 cur.execute(query, params, prepare=prepare)
                 yield cur
         except psycopg.Error as exc:
+            if exc.sqlstate == READ_ONLY_SQLSTATE:
+                # Closed, the pool discards it: the next connection goes to whichever host
+                # accepts writes (target_session_attrs=read-write), not back to this one.
+                self.conn.close()
             raise translate_error(exc, self._target) from exc
 
 
@@ -178,6 +194,20 @@ class Listener:
                 self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except psycopg.Error as exc:
             raise translate_error(exc, self._target) from exc
+
+    def check_writable(self) -> None:
+        """DatabaseUnavailable when this connection's server answers no more, or takes no
+        writes any more: an old primary that a failover fenced read-only instead of stopping
+        keeps its LISTEN connections, but nobody writes there, so they would hear nothing."""
+        try:
+            row = self.conn.execute(_READ_ONLY_PROBE).fetchone()
+        except psycopg.Error as exc:
+            raise translate_error(exc, self._target) from exc
+        if row is not None and row[0]:
+            raise DatabaseUnavailable(
+                f"PostgreSQL at {self._target} accepts no writes (a standby, or a primary made "
+                "read-only): listening elsewhere"
+            )
 
     def notifications(self, timeout: float) -> Iterator[tuple[str, str]]:
         """(channel, payload) of each notification as it arrives, for `timeout` seconds."""

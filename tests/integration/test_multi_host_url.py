@@ -17,10 +17,13 @@ from database.migrations import Migrator
 from services.config import load_settings
 from services.errors import DatabaseUnavailable
 from services.log import secrets_of
+from services.store.executions import ExecutionStore
 from services.store.listen import NotificationListener
+from tests.integration.test_store_batches import claimed, occurrence, result, schedules
 from tests.support.daemon import ROOT
 from tests.support.postgres_pair import PostgresPair
 from tests.support.redis_server import free_port
+from tests.support.schedules import query
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -138,5 +141,72 @@ def test_pool_and_listener_follow_the_promoted_standby(own_pair: PostgresPair) -
         with listener.session(["failover_test"]) as connection:
             db.execute("SELECT pg_notify('failover_test', 'after')")
             assert ("failover_test", "after") in list(connection.notifications(timeout=2.0))
+    finally:
+        db.close()
+
+
+def test_a_primary_fenced_read_only_is_left_for_the_promoted_standby(
+    own_pair: PostgresPair,
+) -> None:
+    # A failover tool fences the old primary (read-only, still up) and promotes the standby.
+    # A result written meanwhile is refused with 25006: it must wait like one during an outage
+    # (never be dropped as refused), and the pool and the LISTEN connection must leave the
+    # fenced host, which answers everything else as before.
+    pair = own_pair
+    url = pair.create_database("scheduler")
+    Migrator(url).apply()
+    db = DatabaseConnection(url, min_size=2, max_size=2)
+    store = ExecutionStore(db, "read-only-test")
+    listener = NotificationListener(db)
+    try:
+        (schedule,) = schedules(url, 1)
+        (claim,) = claimed(store, [occurrence(schedule)])
+        old = pair.primary.url("scheduler")
+        with listener.session(["failover_test"]) as connection:
+            connection.check_writable()  # a writable primary: no complaint
+            query(old, "ALTER SYSTEM SET default_transaction_read_only = on")
+            query(old, "SELECT pg_reload_conf()")
+            wait_until(
+                lambda: all(db.fetch_value("SHOW transaction_read_only") == "on" for _ in range(4)),
+                timeout=10.0,
+                message="the pooled connections see the primary read-only",
+            )
+            with pytest.raises(DatabaseUnavailable, match="accepts no writes"):
+                connection.check_writable()
+
+        assert store.finish_many([result(claim)]) == [(True, True)]  # waiting, not refused
+        assert store.pending_count == 1 and store.database_down
+        assert query(old, "SELECT status FROM job_executions") == [{"status": "running"}]
+
+        pair.promote_standby()
+        wait_until(
+            lambda: store.flush_pending() == 1 or store.pending_count == 0,
+            timeout=15.0,
+            interval=0.2,
+            message="the waiting result written on the promoted standby",
+        )
+        new = pair.standby.url("scheduler")
+        assert query(new, "SELECT status FROM job_executions") == [{"status": "completed"}]
+        # A connection still on the fenced host is closed by its first write: soon every write
+        # goes through, and all of them to the new primary.
+        query(new, "CREATE TABLE after_failover (port int)")
+
+        def written() -> bool:
+            try:
+                db.execute("INSERT INTO after_failover VALUES (inet_server_port())")
+            except DatabaseUnavailable:
+                return False
+            return True
+
+        wait_until(
+            lambda: all(written() for _ in range(4)), timeout=10.0, message="writes go through"
+        )
+        ports = query(new, "SELECT DISTINCT port FROM after_failover")
+        assert ports == [{"port": pair.standby.port}]
+        with listener.session(["failover_test"]) as connection:
+            connection.check_writable()
+            query(new, "SELECT pg_notify('failover_test', 'on the new primary')")
+            heard = list(connection.notifications(timeout=2.0))
+            assert ("failover_test", "on the new primary") in heard
     finally:
         db.close()

@@ -283,7 +283,7 @@ def _around(
     rows: list[Row], schedules: list[Row], down: datetime, up: datetime
 ) -> tuple[list[str], Counter[tuple[str, str]]]:
     """Occurrences due from EDGE before `down` to EDGE after `up` without a row; and how the
-    others ended (status, the start of the reason)."""
+    others ended (status, the kind of skip)."""
     keys = {(r["schedule_id"], r["scheduled_for"]): r for r in rows}
     vanished: list[str] = []
     outcomes: Counter[tuple[str, str]] = Counter()
@@ -294,7 +294,7 @@ def _around(
             if row is None:
                 vanished.append(f"{schedule['schedule_id']} {moment:%T}")
             else:
-                outcomes[(row["status"], (row["error_message"] or "")[:40])] += 1
+                outcomes[(row["status"], (row["error_details"] or {}).get("reason", ""))] += 1
     return vanished, outcomes
 
 

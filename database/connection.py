@@ -1,6 +1,6 @@
 """The one boundary over PostgreSQL: a psycopg_pool pool, rows as dicts, our own exceptions.
 
-This is the only module where psycopg exceptions become ours: connection problems become
+psycopg exceptions become ours here, by `database/errors.py`'s rules: connection problems become
 `DatabaseUnavailable` (naming host, port and database, never the password) and statement errors
 become `DatabaseError` keeping the violated constraint's name.
 """
@@ -8,20 +8,24 @@ become `DatabaseError` keeping the violated constraint's name.
 from __future__ import annotations
 
 import json
-import random
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from database.errors import READ_ONLY_SQLSTATE as READ_ONLY_SQLSTATE
+from database.errors import TRANSIENT_ATTEMPTS as TRANSIENT_ATTEMPTS
+from database.errors import TRANSIENT_SQLSTATES as TRANSIENT_SQLSTATES
+from database.errors import describe_target as describe_target
+from database.errors import first_line
+from database.errors import retry_transient as retry_transient
+from database.errors import translate_error as translate_error
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.process_wide import ProcessWide
 
@@ -49,80 +53,9 @@ set_json_loads(load_json)
 Params = Mapping[str, Any] | Sequence[Any] | None
 FAST_CHECKOUT = 1.0  # seconds a job run's write waits for a pooled connection before checking
 Row = dict[str, Any]
-T = TypeVar("T")
-# A deadlock victim (40P01) or a serialization failure (40001) was rolled back whole and had no
-# effect: running it again is safe, and is what PostgreSQL's documentation asks of clients.
-TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
-TRANSIENT_ATTEMPTS = 4
-# read_only_sql_transaction: the server takes no writes (a standby, or an old primary that a
-# failover tool fenced with default_transaction_read_only). Not the statement's fault: the
-# write must wait for a writable primary, like one during an outage, and never be dropped.
-READ_ONLY_SQLSTATE = "25006"
 # In autocommit each statement is its own transaction: read-only on a standby, or where
 # default_transaction_read_only is on.
 _READ_ONLY_PROBE = "SELECT current_setting('transaction_read_only') = 'on'"
-
-
-def retry_transient(run: Callable[[], T], *, attempts: int = TRANSIENT_ATTEMPTS) -> T:
-    """`run()` again (after a short random pause) while PostgreSQL aborts it as a deadlock
-    victim or a serialization failure; any other error, or the last attempt's, is raised."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return run()
-        except DatabaseError as exc:
-            if exc.sqlstate not in TRANSIENT_SQLSTATES or attempt == attempts:
-                raise
-            time.sleep(random.uniform(0.005, 0.05) * attempt)  # de-synchronise the two sides
-    raise AssertionError("unreachable")
-
-
-def describe_target(url: str) -> str:
-    """'host:port/database' of a connection string, for messages (no user, no password)."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "<unparseable DATABASE_URL>"
-    hosts = str(info.get("host") or "localhost").split(",")
-    ports = str(info.get("port") or "5432").split(",")
-    if len(ports) == 1:  # libpq: one port applies to every host
-        ports = ports * len(hosts)
-    # A multi-host URL (failover) names each host with its own port: "a:5432,b:5433/db".
-    where = ",".join(
-        f"{host or 'localhost'}:{port or 5432}" for host, port in zip(hosts, ports, strict=False)
-    )
-    return f"{where}/{info.get('dbname') or info.get('user') or ''}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
-def translate_error(exc: Exception, target: str) -> Exception:
-    """Map a psycopg/pool exception to ours; anything else is returned unchanged."""
-    if isinstance(exc, PoolTimeout):
-        return DatabaseUnavailable(
-            f"PostgreSQL at {target} is unreachable (no connection available)"
-        )
-    # Unreachable means no server or a lost connection (SQLSTATE class 08, an admin shutdown,
-    # or none at all); a deadlock or a cancelled query is an OperationalError too, but the server
-    # is there.
-    sqlstate = getattr(exc, "sqlstate", None)
-    if isinstance(exc, psycopg.OperationalError) and (
-        sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
-    ):
-        return DatabaseUnavailable(f"PostgreSQL at {target} is unreachable: {_first_line(exc)}")
-    if sqlstate == READ_ONLY_SQLSTATE:
-        return DatabaseUnavailable(
-            f"PostgreSQL at {target} accepts no writes (a standby, or a primary made read-only): "
-            f"{_first_line(exc)}"
-        )
-    if isinstance(exc, psycopg.Error):
-        diag = exc.diag
-        return DatabaseError(
-            _first_line(exc), constraint=diag.constraint_name, sqlstate=diag.sqlstate
-        )
-    return exc
 
 
 class Session:
@@ -273,7 +206,7 @@ class DatabaseConnection:
                 c.execute("SELECT 1")
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {self.target}: {_first_line(exc)}"
+                f"cannot connect to PostgreSQL at {self.target}: {first_line(exc)}"
             ) from None
 
     def ping(self) -> bool:

@@ -12,9 +12,11 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import structlog
+
+from services.urls import url_passwords
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 _secrets: tuple[str, ...] = ()
@@ -59,11 +61,8 @@ def register_secrets(values: Iterable[str | None]) -> None:
 
 def secrets_of(settings: Any) -> list[str | None]:
     """The secret values held by a Settings object."""
-    database_url = urlsplit(settings.database_url)
-    # libpq takes a password in the URL's user part or in its query (`?password=`).
-    query_passwords = parse_qs(database_url.query).get("password", [])
-    secrets = [settings.api_token, settings.redis_password, database_url.password]
-    secrets += query_passwords
+    secrets = [settings.api_token, settings.redis_password]
+    secrets += url_passwords(settings.database_url)
     # The celery job's broker and result backend (handlers/celery.py).
     for url in (settings.celery_broker_url, settings.celery_result_backend):
         secrets.append(urlsplit(url).password if url else None)

@@ -214,7 +214,7 @@ class JobRunner:
             # Release first: another instance that can reach PostgreSQL may run them.
             release_many([lock for _, _, lock in held])
             for i, active, _ in held:
-                answers[i] = self._park(_in_doubt(active))
+                answers[i] = self._park(active.in_doubt())
             return
         refused = []
         for (i, active, lock), claim in zip(held, claims, strict=True):
@@ -226,7 +226,7 @@ class JobRunner:
                 continue
             refused.append(lock)
             if isinstance(claim, DatabaseUnavailable):
-                answers[i] = self._park(_in_doubt(active))
+                answers[i] = self._park(active.in_doubt())
             elif isinstance(claim, BaseException):
                 # e.g. the schedule was deleted a moment ago (foreign key): nothing to run.
                 log.info(
@@ -393,12 +393,6 @@ class JobRunner:
             attempt=occ.attempt,
         )
         return RunReport(None, "parked", "waiting for PostgreSQL")
-
-
-def _in_doubt(active: ActiveRun) -> Occurrence:
-    """The occurrence of a claim lost with PostgreSQL: committed or not, nobody can tell yet;
-    it keeps the claim's execution id, so that its next claim (or skip) finds that row ours."""
-    return replace(active.occurrence, claim_id=active.execution_id)
 
 
 _RETRYABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})

@@ -5,6 +5,7 @@ the first host in the list is: a closed port, a hot standby, or a primary that j
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from database.connection import DatabaseConnection, describe_target
 from database.migrations import Migrator
 from services.config import load_settings
-from services.errors import DatabaseUnavailable
+from services.errors import ConfigurationError, DatabaseUnavailable
 from services.log import secrets_of
 from services.store.executions import ExecutionStore
 from services.store.listen import NotificationListener
@@ -67,6 +68,23 @@ def test_settings_accept_the_multi_host_url_and_mask_its_password() -> None:
     assert PASSWORD not in settings.public_view()["DATABASE_URL"]
     assert PASSWORD in secrets_of(settings)
 
+    # libpq's key=value form, the one its documentation shows for several hosts.
+    dsn = (
+        f"host=10.0.0.1,10.0.0.2 port=5432,5433 dbname=scheduler user=app "
+        f"password='{PASSWORD}' target_session_attrs=read-write"
+    )
+    settings = load_settings({"DATABASE_URL": dsn}, env_file="")
+    assert settings.database_url == dsn
+    assert settings.public_view()["DATABASE_URL"] == (
+        "host=10.0.0.1,10.0.0.2 port=5432,5433 dbname=scheduler user=app "
+        "password=*** target_session_attrs=read-write"
+    )
+    assert PASSWORD in secrets_of(settings)
+    assert describe_target(dsn) == "10.0.0.1:5432,10.0.0.2:5433/scheduler"
+    with pytest.raises(ConfigurationError, match="key=value") as refused:
+        load_settings({"DATABASE_URL": f"user=app password={PASSWORD}"}, env_file="")
+    assert PASSWORD not in str(refused.value)
+
 
 def test_pool_migrator_and_listener_skip_a_closed_port_and_a_standby(pair: PostgresPair) -> None:
     pair.create_database("skipping")
@@ -74,17 +92,23 @@ def test_pool_migrator_and_listener_skip_a_closed_port_and_a_standby(pair: Postg
     hosts = f"127.0.0.1:{closed},127.0.0.1:{pair.standby.port},127.0.0.1:{pair.primary.port}"
     url = f"postgresql://postgres@{hosts}/skipping?target_session_attrs=read-write"
 
+    dsn = (
+        f"host=127.0.0.1,127.0.0.1,127.0.0.1 port={closed},{pair.standby.port},{pair.primary.port}"
+        " dbname=skipping user=postgres target_session_attrs=read-write"
+    )
+
     Migrator(url).apply()  # run_migrations.py and `scheduler.py migrate` use this
-    assert Migrator(url).pending() == []
-    db = DatabaseConnection(url, min_size=1, max_size=2)
-    try:
-        assert server_port(db) == pair.primary.port
-        assert db.fetch_value("SELECT pg_is_in_recovery()") is False
-        with NotificationListener(db).session(["failover_test"]) as listener:
-            db.execute("SELECT pg_notify('failover_test', 'hello')")
-            assert ("failover_test", "hello") in list(listener.notifications(timeout=2.0))
-    finally:
-        db.close()
+    for conninfo in (url, dsn):
+        assert Migrator(conninfo).pending() == []
+        db = DatabaseConnection(conninfo, min_size=1, max_size=2)
+        try:
+            assert server_port(db) == pair.primary.port
+            assert db.fetch_value("SELECT pg_is_in_recovery()") is False
+            with NotificationListener(db).session(["failover_test"]) as listener:
+                db.execute("SELECT pg_notify('failover_test', 'hello')")
+                assert ("failover_test", "hello") in list(listener.notifications(timeout=2.0))
+        finally:
+            db.close()
 
 
 def test_cli_works_with_the_standby_listed_first_and_never_prints_the_password(
@@ -95,18 +119,28 @@ def test_cli_works_with_the_standby_listed_first_and_never_prints_the_password(
     url = pair.url("cli", standby_first=True).replace(
         "postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@"
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": redis_url,
-        "ENV_FILE": "",
-        "LOG_FORMAT": "json",
-    }
-    for args in (["run_migrations.py"], ["scheduler.py", "list", "--json"]):
+    dsn = (
+        f"host=127.0.0.1,127.0.0.1 port={pair.standby.port},{pair.primary.port} dbname=cli "
+        f"user=postgres password={PASSWORD} target_session_attrs=read-write"
+    )
+    runs = [
+        (url, ["run_migrations.py"]),
+        (url, ["scheduler.py", "list", "--json"]),
+        (dsn, ["scheduler.py", "list", "--json"]),
+    ]
+    for database_url, args in runs:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "ENV_FILE": "",
+            "LOG_FORMAT": "json",
+        }
         result = subprocess.run(
             [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, (args, result.stdout, result.stderr)
+        assert args[0] == "run_migrations.py" or json.loads(result.stdout) == []
         assert PASSWORD not in result.stdout + result.stderr
     assert Migrator(pair.primary.url("cli")).pending() == []
 

@@ -1,6 +1,6 @@
 """The one boundary over PostgreSQL: a psycopg_pool pool, rows as dicts, our own exceptions.
 
-This is the only module where psycopg exceptions become ours: connection problems become
+psycopg exceptions become ours here, by `database/errors.py`'s rules: connection problems become
 `DatabaseUnavailable` (naming host, port and database, never the password) and statement errors
 become `DatabaseError` keeping the violated constraint's name.
 """
@@ -8,20 +8,24 @@ become `DatabaseError` keeping the violated constraint's name.
 from __future__ import annotations
 
 import json
-import random
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from database.errors import READ_ONLY_SQLSTATE as READ_ONLY_SQLSTATE
+from database.errors import TRANSIENT_ATTEMPTS as TRANSIENT_ATTEMPTS
+from database.errors import TRANSIENT_SQLSTATES as TRANSIENT_SQLSTATES
+from database.errors import describe_target as describe_target
+from database.errors import first_line
+from database.errors import retry_transient as retry_transient
+from database.errors import translate_error as translate_error
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.process_wide import ProcessWide
 
@@ -49,61 +53,9 @@ set_json_loads(load_json)
 Params = Mapping[str, Any] | Sequence[Any] | None
 FAST_CHECKOUT = 1.0  # seconds a job run's write waits for a pooled connection before checking
 Row = dict[str, Any]
-T = TypeVar("T")
-# A deadlock victim (40P01) or a serialization failure (40001) was rolled back whole and had no
-# effect: running it again is safe, and is what PostgreSQL's documentation asks of clients.
-TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
-TRANSIENT_ATTEMPTS = 4
-
-
-def retry_transient(run: Callable[[], T], *, attempts: int = TRANSIENT_ATTEMPTS) -> T:
-    """`run()` again (after a short random pause) while PostgreSQL aborts it as a deadlock
-    victim or a serialization failure; any other error, or the last attempt's, is raised."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return run()
-        except DatabaseError as exc:
-            if exc.sqlstate not in TRANSIENT_SQLSTATES or attempt == attempts:
-                raise
-            time.sleep(random.uniform(0.005, 0.05) * attempt)  # de-synchronise the two sides
-    raise AssertionError("unreachable")
-
-
-def describe_target(url: str) -> str:
-    """'host:port/database' of a connection string, for messages (no user, no password)."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "<unparseable DATABASE_URL>"
-    host = info.get("host") or "localhost"
-    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
-def translate_error(exc: Exception, target: str) -> Exception:
-    """Map a psycopg/pool exception to ours; anything else is returned unchanged."""
-    if isinstance(exc, PoolTimeout):
-        return DatabaseUnavailable(
-            f"PostgreSQL at {target} is unreachable (no connection available)"
-        )
-    # Unreachable means no server or a lost connection (SQLSTATE class 08, an admin shutdown,
-    # or none at all); a deadlock or a cancelled query is an OperationalError too, but the server
-    # is there.
-    sqlstate = getattr(exc, "sqlstate", None)
-    if isinstance(exc, psycopg.OperationalError) and (
-        sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
-    ):
-        return DatabaseUnavailable(f"PostgreSQL at {target} is unreachable: {_first_line(exc)}")
-    if isinstance(exc, psycopg.Error):
-        diag = exc.diag
-        return DatabaseError(
-            _first_line(exc), constraint=diag.constraint_name, sqlstate=diag.sqlstate
-        )
-    return exc
+# In autocommit each statement is its own transaction: read-only on a standby, or where
+# default_transaction_read_only is on.
+_READ_ONLY_PROBE = "SELECT current_setting('transaction_read_only') = 'on'"
 
 
 class Session:
@@ -154,6 +106,10 @@ class Session:
                 cur.execute(query, params, prepare=prepare)
                 yield cur
         except psycopg.Error as exc:
+            if exc.sqlstate == READ_ONLY_SQLSTATE:
+                # Closed, the pool discards it: the next connection goes to whichever host
+                # accepts writes (target_session_attrs=read-write), not back to this one.
+                self.conn.close()
             raise translate_error(exc, self._target) from exc
 
 
@@ -171,6 +127,20 @@ class Listener:
                 self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except psycopg.Error as exc:
             raise translate_error(exc, self._target) from exc
+
+    def check_writable(self) -> None:
+        """DatabaseUnavailable when this connection's server answers no more, or takes no
+        writes any more: an old primary that a failover fenced read-only instead of stopping
+        keeps its LISTEN connections, but nobody writes there, so they would hear nothing."""
+        try:
+            row = self.conn.execute(_READ_ONLY_PROBE).fetchone()
+        except psycopg.Error as exc:
+            raise translate_error(exc, self._target) from exc
+        if row is not None and row[0]:
+            raise DatabaseUnavailable(
+                f"PostgreSQL at {self._target} accepts no writes (a standby, or a primary made "
+                "read-only): listening elsewhere"
+            )
 
     def notifications(self, timeout: float) -> Iterator[tuple[str, str]]:
         """(channel, payload) of each notification as it arrives, for `timeout` seconds."""
@@ -236,7 +206,7 @@ class DatabaseConnection:
                 c.execute("SELECT 1")
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {self.target}: {_first_line(exc)}"
+                f"cannot connect to PostgreSQL at {self.target}: {first_line(exc)}"
             ) from None
 
     def ping(self) -> bool:

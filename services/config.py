@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
@@ -21,6 +21,8 @@ from services.errors import ConfigurationError
 from services.model.nats_subject import pattern_problem
 from services.model.notify_rule import notify_problems
 from services.process_wide import ProcessWide
+from services.urls import conninfo_pairs
+from services.urls import mask_url as mask_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -91,6 +93,25 @@ def _url(*schemes: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+# A key=value DATABASE_URL names at least where to connect.
+_CONNINFO_NEEDS = frozenset({"host", "hostaddr", "dbname", "service"})
+
+
+def _database_url(raw: str) -> str:
+    """A postgresql:// URL, or libpq's key=value form; both may list several hosts (failover)."""
+    value = raw.strip()
+    pairs = None if "://" in value else conninfo_pairs(value)
+    if pairs is not None and _CONNINFO_NEEDS & set(pairs):
+        return value
+    try:
+        return _url("postgresql", "postgres")(value)
+    except ValueError:
+        raise ValueError(
+            "a URL starting with postgresql:// or postgres://, or a libpq key=value string "
+            "(host=a,b port=5432,5433 dbname=...)"
+        ) from None
 
 
 def _optional_url(*schemes: str) -> Callable[[str], str | None]:
@@ -197,7 +218,7 @@ def default_instance_id() -> str:
 class Settings:
     database_url: str = _setting(
         "DATABASE_URL",
-        _url("postgresql", "postgres"),
+        _database_url,
         "postgresql://postgres@127.0.0.1:5432/enhanced_scheduler",
     )
     db_pool_min_size: int = _setting("DB_POOL_MIN_SIZE", _int(0, 100), "1")
@@ -299,7 +320,7 @@ class Settings:
             env = item.metadata["env"]
             if env in SECRET_VARIABLES and value:
                 value = "***"
-            elif isinstance(value, str) and "://" in value:
+            elif isinstance(value, str) and ("://" in value or env == "DATABASE_URL"):
                 value = mask_url(value)
             view[env] = list(value) if isinstance(value, tuple) else value
         return view
@@ -309,25 +330,6 @@ SECRET_VARIABLES = frozenset(
     {"API_TOKEN", "REDIS_PASSWORD", "NOTIFY_WEBHOOK_SECRET", "SMTP_PASSWORD"}
 )
 VARIABLES = tuple(item.metadata["env"] for item in fields(Settings))
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, for logs and messages (each URL of a
-    comma-separated list, such as a NATS server pool, on its own)."""
-    pieces = url.split(",")
-    if len(pieces) > 1 and all("://" in piece for piece in pieces):
-        return ",".join(mask_url(piece) for piece in pieces)
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-    except ValueError:  # e.g. a non-numeric port: mask the whole thing rather than leak it
-        return "<unparseable URL>"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _read_sources(environ: Mapping[str, str] | None, env_file: str | None) -> dict[str, str]:

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from services.urls import url_passwords
+
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 _secrets: tuple[str, ...] = ()
 _instance_id: str | None = None
@@ -59,8 +61,8 @@ def register_secrets(values: Iterable[str | None]) -> None:
 
 def secrets_of(settings: Any) -> list[str | None]:
     """The secret values held by a Settings object."""
-    database_password = urlsplit(settings.database_url).password
-    secrets = [settings.api_token, settings.redis_password, database_password]
+    secrets = [settings.api_token, settings.redis_password]
+    secrets += url_passwords(settings.database_url)
     # The celery job's broker and result backend (handlers/celery.py).
     for url in (settings.celery_broker_url, settings.celery_result_backend):
         secrets.append(urlsplit(url).password if url else None)

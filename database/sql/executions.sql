@@ -34,7 +34,9 @@ WHERE j.status = 'running'
   AND NOT EXISTS (SELECT 1 FROM claimed c WHERE c.execution_id = j.execution_id);
 
 -- name: record_skipped
--- Record an occurrence that was due but not run; never displaces any existing row.
+-- Record an occurrence that was due but not run; never displaces another run's row. The one row
+-- it takes over is a 'running' row under this very execution_id: our own claim, whose answer was
+-- lost with the connection (it committed after all), and whose run never started.
 INSERT INTO job_executions (
     execution_id, schedule_id, job_id, domain, domain_config_id, status, started_at,
     completed_at, duration_seconds, scheduled_for, attempt, instance_id, trigger,
@@ -43,7 +45,10 @@ VALUES (
     %(execution_id)s, %(schedule_id)s, %(job_id)s, %(domain)s, %(domain_config_id)s, 'skipped',
     now(), now(), 0, %(scheduled_for)s, %(attempt)s, %(instance_id)s, %(trigger)s,
     %(error_message)s, %(error_details)s)
-ON CONFLICT (schedule_id, scheduled_for, attempt) DO NOTHING
+ON CONFLICT (schedule_id, scheduled_for, attempt) DO UPDATE
+SET status = 'skipped', completed_at = now(), duration_seconds = 0,
+    error_message = EXCLUDED.error_message, error_details = EXCLUDED.error_details
+WHERE job_executions.execution_id = EXCLUDED.execution_id AND job_executions.status = 'running'
 RETURNING execution_id;
 
 -- name: finish_executions

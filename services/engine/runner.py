@@ -122,7 +122,9 @@ class JobRunner:
         """Record a due occurrence as `skipped`, count it and say why. Never raises: a skip the
         database refuses (its schedule was just deleted, say) is only logged."""
         try:
-            recorded = self.store.record_skipped(occ.key(), reason, {"reason": kind, **details})
+            recorded = self.store.record_skipped(
+                occ.key(), reason, {"reason": kind, **details}, execution_id=occ.claim_id
+            )
         except DatabaseError as exc:
             log.warning(
                 "run.skip_unrecorded", schedule_id=str(occ.loaded.schedule_id), error=str(exc)
@@ -172,7 +174,7 @@ class JobRunner:
             elif self.store.database_down:
                 answers[i] = self._park(occ)
             else:
-                active = ActiveRun(uuid4(), occ)
+                active = ActiveRun(occ.claim_id or uuid4(), occ)
                 candidates.append((i, active, self.gate.lock_for(active)))
         held = self._acquire_all(candidates, answers)
         if held and self.overlap is not None:
@@ -212,7 +214,7 @@ class JobRunner:
             # Release first: another instance that can reach PostgreSQL may run them.
             release_many([lock for _, _, lock in held])
             for i, active, _ in held:
-                answers[i] = self._park(active.occurrence)
+                answers[i] = self._park(active.in_doubt())
             return
         refused = []
         for (i, active, lock), claim in zip(held, claims, strict=True):
@@ -224,7 +226,7 @@ class JobRunner:
                 continue
             refused.append(lock)
             if isinstance(claim, DatabaseUnavailable):
-                answers[i] = self._park(active.occurrence)
+                answers[i] = self._park(active.in_doubt())
             elif isinstance(claim, BaseException):
                 # e.g. the schedule was deleted a moment ago (foreign key): nothing to run.
                 log.info(
@@ -362,7 +364,9 @@ class JobRunner:
         log.info(
             "run.retry_scheduled", **fields, next_attempt=occ.attempt + 1, delay_s=round(delay, 3)
         )
-        retry = replace(occ, attempt=occ.attempt + 1, trigger=RunTrigger.RETRY, due_at=due)
+        retry = replace(
+            occ, attempt=occ.attempt + 1, trigger=RunTrigger.RETRY, due_at=due, claim_id=None
+        )
         return report, (retry, due)
 
     def _earns_retry(self, ended: Ended, status: ExecutionStatus) -> bool:

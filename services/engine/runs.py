@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +34,12 @@ class ActiveRun:
         if self.cancel_reason is None:
             self.cancel_reason = reason
         self.cancel_event.set()
+
+    def in_doubt(self) -> Occurrence:
+        """The occurrence, after its claim was lost with PostgreSQL (committed or not, nobody
+        can tell yet): it keeps the claim's execution id, so that its next claim (or skip)
+        finds that row ours."""
+        return replace(self.occurrence, claim_id=self.execution_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,11 @@ class Occurrence:
     attempt: int = 1
     trigger: RunTrigger = RunTrigger.SCHEDULE
     job_id: str = ""
+    # The execution id of a claim whose answer was lost with the connection (a crash or a
+    # failover mid-commit): it may have been committed. Sent again under the same id, the claim
+    # is recognised as ours instead of looking like another run's, which would leave that row
+    # `running` for ever and the occurrence unrun.
+    claim_id: UUID | None = None
 
     def key(self) -> OccurrenceKey:
         s = self.loaded.schedule

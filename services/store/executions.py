@@ -149,15 +149,22 @@ class ExecutionStore:
         return {"claims": Jsonb(claims), "instance_id": self.instance_id}
 
     def record_skipped(
-        self, key: OccurrenceKey, reason: str, details: dict[str, Any] | None = None
+        self,
+        key: OccurrenceKey,
+        reason: str,
+        details: dict[str, Any] | None = None,
+        *,
+        execution_id: UUID | None = None,
     ) -> bool:
         """Record an occurrence that was due but not run (deferred if PostgreSQL is down).
-        False when the occurrence already has a row (then it was not skipped after all)."""
+        False when the occurrence already has a row (then it was not skipped after all).
+        `execution_id`: that of our own claim whose answer was lost (it may have been
+        committed): a `running` row under it is ours, never run, and becomes this skip."""
         from uuid import uuid4
 
         params = {
             **self._key_params(key),
-            "execution_id": uuid4(),
+            "execution_id": execution_id or uuid4(),
             "error_message": reason,
             "error_details": _json(details),
         }

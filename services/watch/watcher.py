@@ -32,6 +32,9 @@ log = get_logger(__name__)
 CHANNEL = "schedules_changed"
 FULL_PASS_EVERY = 10
 DEBOUNCE_SECONDS = 0.02  # long enough to gather one statement's burst of notifications
+# How often the LISTEN connection checks that its server still takes writes: after a failover
+# that fenced the old primary read-only (instead of stopping it), this is when it moves over.
+LISTENER_CHECK_SECONDS = 5.0
 FETCH_BATCH = 5000
 
 
@@ -234,10 +237,14 @@ class ScheduleWatcher:
                     # first connection those since the start-up load's watermark, after a
                     # reconnect those of the outage. A pass from the watermark applies them now.
                     self.request_pass()
+                    checked = self.clock.monotonic()
                     while not self.stop.is_set():
                         for channel, payload in connection.notifications(timeout=1.0):
                             callback = self.channels.get(channel, self._on_notification)
                             callback(payload)
+                        if self.clock.monotonic() - checked >= LISTENER_CHECK_SECONDS:
+                            connection.check_writable()
+                            checked = self.clock.monotonic()
             except (DatabaseUnavailable, DatabaseError) as exc:
                 if self.listening:
                     log.warning("watcher.listener_lost", error=str(exc).splitlines()[0])

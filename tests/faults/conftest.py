@@ -21,6 +21,7 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures, found by name
     template_database,
 )
 from tests.support.daemon import daemon_spawner
+from tests.support.postgres_pair import PostgresPair
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 
@@ -45,3 +46,13 @@ def private_postgres() -> Iterator[tuple[PostgresServer, str]]:
         url = pg.create_database("scheduler")
         Migrator(url).apply()
         yield pg, url
+
+
+@pytest.fixture
+def postgres_pair() -> Iterator[tuple[PostgresPair, str]]:
+    """A primary and its synchronous streaming standby of this test's own (the primary gets
+    killed, the standby promoted), migrated; and the multi-host URL of both."""
+    with PostgresPair() as pair:
+        url = pair.create_database("scheduler")
+        Migrator(url).apply()
+        yield pair, url

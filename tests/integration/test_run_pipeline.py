@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from services.config import load_settings
 from services.engine.handlers import JobContext, register_python_handler
 from services.enhanced_scheduler import EnhancedScheduler
+from services.errors import DatabaseUnavailable
 from services.model.occurrence import Claim, LoadedSchedule, Occurrence, OccurrenceKey
 from services.model.records import Schedule
 from tests.support.schedules import query
@@ -127,7 +128,11 @@ def daemon(env: dict[str, str], handler: Handler) -> Iterator[EnhancedScheduler]
 
 
 def insert_schedules(
-    url: str, n: int, callable_name: str, payload: dict[str, Any] | None = None
+    url: str,
+    n: int,
+    callable_name: str,
+    payload: dict[str, Any] | None = None,
+    time_config: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """`n` disabled python schedules: the daemon never fires them itself, the test does."""
     return query(
@@ -135,12 +140,15 @@ def insert_schedules(
         """
         INSERT INTO schedules (domain_config_id, domain, frequency, time_config, enabled,
                                job_type, payload)
-        SELECT gen_random_uuid(), 'example.com', 'interval', '{"seconds": 3600}', false,
-               'python', %s
+        SELECT gen_random_uuid(), 'example.com', 'interval', %s, false, 'python', %s
         FROM generate_series(1, %s)
         RETURNING *
         """,
-        (Jsonb({"callable": callable_name, **(payload or {})}), n),
+        (
+            Jsonb({"seconds": 3600, **(time_config or {})}),
+            Jsonb({"callable": callable_name, **(payload or {})}),
+            n,
+        ),
     )
 
 
@@ -425,3 +433,95 @@ def test_a_skip_that_cannot_be_recorded_does_not_lose_the_rest_of_its_batch(
         "occurrences still queued": 0,
     }
     assert handler.called() == Counter({s.schedule_id: 1 for s in others})
+
+
+# -- a claim whose answer was lost (PostgreSQL crashed or failed over mid-commit) ---------------
+
+
+class LostClaimAnswer:
+    """The store's first claim statement commits, then its connection dies before the answer
+    arrives (as when the primary is killed mid-commit and a synchronous standby has the row):
+    the runner sees DatabaseUnavailable and parks the occurrence. PostgreSQL then answers again
+    `down_for` seconds after the loss (the result writer's probe sees it)."""
+
+    def __init__(
+        self, daemon: EnhancedScheduler, monkeypatch: pytest.MonkeyPatch, down_for: float = 0.0
+    ) -> None:
+        self.committed: list[Claim] = []
+        self.lost_at: float | None = None
+        store = daemon.store
+        claim_many, probe = store.claim_many, store.probe
+
+        def commit_then_lose(
+            requests: Sequence[tuple[OccurrenceKey, UUID]],
+        ) -> list[Claim | BaseException | None]:
+            answers = claim_many(requests)
+            if self.lost_at is not None:
+                return answers
+            self.committed = [a for a in answers if isinstance(a, Claim)]
+            self.lost_at = time.monotonic()
+            store._mark_down()  # what claim_many does when its connection dies
+            raise DatabaseUnavailable("PostgreSQL at test is unreachable: connection lost")
+
+        def still_down() -> bool:
+            assert self.lost_at is not None
+            return time.monotonic() - self.lost_at >= down_for and probe()
+
+        monkeypatch.setattr(store, "claim_many", commit_then_lose)
+        monkeypatch.setattr(store, "probe", still_down)
+
+
+def test_a_claim_whose_answer_was_lost_is_recognised_and_its_occurrence_runs_once(
+    daemon: EnhancedScheduler,
+    handler: Handler,
+    handler_name: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lost = LostClaimAnswer(daemon, monkeypatch)
+    (schedule,) = loaded(daemon, insert_schedules(database_url, 1, handler_name))
+    submit_together(daemon, [(due_now(schedule), lambda: None, None)])
+
+    wait_until(
+        lambda: [r["status"] for r in executions(database_url)] == ["completed"],
+        10,
+        0.02,
+        "the occurrence completed once PostgreSQL answered",
+    )
+    (row,) = executions(database_url)
+    (claim,) = lost.committed
+    assert row["execution_id"] == claim.execution_id  # the lost claim, taken up again
+    assert row["fencing_token"] == claim.fencing_token
+    assert handler.called() == Counter({schedule.schedule_id: 1})
+
+
+def test_a_claim_whose_answer_was_lost_and_then_missed_its_grace_is_recorded_skipped(
+    daemon: EnhancedScheduler,
+    handler: Handler,
+    handler_name: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    grace = 1.0
+    lost = LostClaimAnswer(daemon, monkeypatch, down_for=grace + 0.5)
+    (schedule,) = loaded(
+        daemon, insert_schedules(database_url, 1, handler_name, {}, {"misfire_grace_time": grace})
+    )
+    now = datetime.now(UTC)
+    moment = now.replace(microsecond=0)
+    submit_together(
+        daemon, [(Occurrence(schedule, moment, now, job_id="lost"), lambda: None, None)]
+    )
+
+    wait_until(
+        lambda: [r["status"] for r in executions(database_url)] == ["skipped"],
+        10,
+        0.02,
+        "the lost claim's row recorded skipped (not left running)",
+    )
+    (row,) = executions(database_url)
+    (claim,) = lost.committed
+    assert row["execution_id"] == claim.execution_id
+    assert (row["error_details"] or {}).get("reason") == "late", row
+    assert handler.called() == Counter()
+    assert timedelta(0) <= row["completed_at"] - row["started_at"]

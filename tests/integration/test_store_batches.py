@@ -228,6 +228,29 @@ def test_a_resent_batch_gets_back_its_own_claims(store: ExecutionStore, database
     ]
 
 
+def test_a_skip_under_our_lost_claims_id_takes_over_that_running_row_and_no_other(
+    store: ExecutionStore, database_url: str
+) -> None:
+    # A claim committed, but its answer was lost with the connection (a failover mid-commit):
+    # the occurrence was then skipped (beyond its grace, or coalesced) under the claim's id.
+    (s, t) = schedules(database_url, 2)
+    (lost,) = claimed(store, [occurrence(s)])
+    (other,) = claimed(store, [occurrence(t)])
+
+    assert store.record_skipped(
+        occurrence(s), "missed by 400s", {"reason": "late"}, execution_id=lost.execution_id
+    )
+    assert not store.record_skipped(occurrence(t), "missed", {"reason": "late"})
+
+    taken = row(database_url, lost.execution_id)
+    assert taken["status"] == "skipped"
+    assert taken["error_message"] == "missed by 400s"
+    assert taken["error_details"] == {"reason": "late"}
+    assert taken["completed_at"] is not None
+    assert row(database_url, other.execution_id)["status"] == "running"  # another run's: kept
+    assert len(rows(database_url)) == 2
+
+
 # -- finish_many --------------------------------------------------------------------------------
 
 

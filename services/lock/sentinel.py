@@ -1,0 +1,100 @@
+"""A client of the master that Redis Sentinel names, with the same bound and time-outs as the
+single-server client.
+
+redis-py's `SentinelConnectionPool` asks the sentinels for the master whenever a connection
+(re)connects; it drops idle connections when the answer changes, and a connection that gets
+READONLY (its server was demoted to a replica) disconnects and fails with ConnectionError, so the
+client's one retry reconnects to the new master. That pool is a plain `ConnectionPool`, though:
+past `max_connections` it raises at once instead of waiting. `BlockingSentinelConnectionPool`
+keeps the discovery and adds `BlockingConnectionPool`'s wait for a free connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
+
+from services.lock.target import RedisTarget
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """Sentinel's master discovery (first in the MRO: its `__init__`, `reset` and
+    `owns_connection`) over the blocking pool's queue (`get_connection`, `release`,
+    `make_connection`). A connection given back after the master moved is not owned any more:
+    the blocking pool disconnects it and puts a free slot back, so the bound holds across a
+    failover."""
+
+    def close(self) -> None:
+        super().close()
+        # The sentinels' own clients belong to this pool alone (one Sentinel per client).
+        self.sentinel_manager.close()
+
+
+def sentinel_client(
+    target: RedisTarget,
+    *,
+    max_connections: int,
+    socket_timeout: float,
+    connect_timeout: float,
+    health_check_interval: int,
+    retry: Retry,
+) -> redis.Redis:
+    """A client of `target.service`'s master; a new connection costs at most `connect_timeout`
+    in all: half to ask the sentinels (one after the other, each a share), half to connect."""
+    assert target.service is not None, "RedisTarget guarantees a service with sentinels"
+    options: dict[str, Any] = parse_url(target.url)  # type: ignore[no-untyped-call]  # untyped
+    options.pop("host", None)  # the sentinels say where the master is
+    options.pop("port", None)
+    tls = options.pop("connection_class", None) is not None  # rediss://
+    per_sentinel = connect_timeout / (2 * len(target.sentinels))
+    # redis.sentinel ships without type hints, hence the two ignores below.
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels),
+        sentinel_kwargs={
+            "socket_timeout": per_sentinel,
+            "socket_connect_timeout": per_sentinel,
+            "password": target.sentinel_password,
+            # No retry on one sentinel: discovery goes on to the next at once.
+            "retry": Retry(NoBackoff(), 0),
+        },
+    )
+    client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        target.service,
+        connection_pool_class=BlockingSentinelConnectionPool,
+        max_connections=max_connections,
+        timeout=connect_timeout,  # wait for a free pooled connection no longer than for a new one
+        decode_responses=True,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout / 2,
+        health_check_interval=health_check_interval,
+        retry=retry,
+        ssl=tls,
+        **options,
+    )
+    return client
+
+
+def endpoint(client: redis.Redis) -> dict[str, Any]:
+    """Which Redis `client` talks to, for /ready and status (never a password): the master
+    its pool last connected to, or None before its first connection."""
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        address = pool.master_address
+        sentinels = [
+            "{host}:{port}".format_map(node.connection_pool.connection_kwargs)
+            for node in pool.sentinel_manager.sentinels
+        ]
+        return {
+            "mode": "sentinel",
+            "service": pool.service_name,
+            "master": None if address is None else f"{address[0]}:{address[1]}",
+            "sentinels": sorted(sentinels),
+        }
+    kwargs = pool.connection_kwargs
+    where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+    return {"mode": "single", "master": where}

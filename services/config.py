@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from services.errors import ConfigurationError
 from services.model.nats_subject import pattern_problem
 from services.model.notify_rule import notify_problems
+from services.model.redis_sentinels import parse_sentinels, sentinel_settings_problem
 from services.process_wide import ProcessWide
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -119,31 +120,6 @@ def _nats_urls(raw: str) -> str:
     return ",".join(servers)
 
 
-def split_host_port(entry: str) -> tuple[str, int]:
-    """("host", port) of `host:port` (IPv6 in brackets: `[::1]:26379`); ValueError otherwise."""
-    host, sep, port = entry.strip().rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or any(ch.isspace() or ch in "/@," for ch in host):
-        raise ValueError(entry)
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(entry)
-    return host, int(port)
-
-
-def _host_ports(raw: str) -> tuple[str, ...]:
-    """REDIS_SENTINELS: `host:port` entries, comma-separated; each one checked on its own, so
-    the error names the entry that is wrong."""
-    entries = _list(raw)
-    for entry in entries:
-        try:
-            split_host_port(entry)
-        except ValueError:
-            raise ValueError(
-                f"comma-separated host:port entries (port 1-65535); {entry!r} is not one"
-            ) from None
-    return entries
-
-
 def _subject_patterns(raw: str) -> tuple[str, ...]:
     patterns = _list(raw)
     for pattern in patterns:
@@ -238,7 +214,7 @@ class Settings:
     redis_key_prefix: str = _setting("REDIS_KEY_PREFIX", _text, "")
     # Sentinel mode (services/lock/sentinel.py): the master is asked of these; REDIS_URL (or
     # REDIS_DB/REDIS_PASSWORD) still gives the database, the credentials and TLS.
-    redis_sentinels: tuple[str, ...] = _setting("REDIS_SENTINELS", _host_ports, "")
+    redis_sentinels: tuple[str, ...] = _setting("REDIS_SENTINELS", parse_sentinels, "")
     redis_sentinel_master: str | None = _setting("REDIS_SENTINEL_MASTER", _optional_text, "")
     redis_sentinel_password: str | None = _setting("REDIS_SENTINEL_PASSWORD", _optional_text, "")
     max_workers: int = _setting("MAX_WORKERS", _int(1, 1000), "5")
@@ -395,27 +371,14 @@ def load_settings(
             f"DB_POOL_MIN_SIZE={settings.db_pool_min_size} is invalid: expected at most "
             f"DB_POOL_MAX_SIZE ({settings.db_pool_max_size})"
         )
-    _check_sentinel_settings(settings)
+    problem = sentinel_settings_problem(
+        settings.redis_sentinels,
+        settings.redis_sentinel_master,
+        urlsplit(settings.redis_url).scheme,
+    )
+    if problem is not None:
+        raise ConfigurationError(problem)
     return settings
-
-
-def _check_sentinel_settings(settings: Settings) -> None:
-    """The Sentinel variables go together; a half-configured Sentinel fails at start-up."""
-    if settings.redis_sentinels and not settings.redis_sentinel_master:
-        raise ConfigurationError(
-            "REDIS_SENTINEL_MASTER is missing: expected the service name the sentinels monitor "
-            "(`sentinel monitor <name> ...`), required when REDIS_SENTINELS is set"
-        )
-    if settings.redis_sentinel_master and not settings.redis_sentinels:
-        raise ConfigurationError(
-            f"REDIS_SENTINEL_MASTER={settings.redis_sentinel_master!r} is set but "
-            "REDIS_SENTINELS is empty: expected the sentinels as host:port, comma-separated"
-        )
-    if settings.redis_sentinels and urlsplit(settings.redis_url).scheme == "unix":
-        raise ConfigurationError(
-            f"REDIS_URL={mask_url(settings.redis_url)!r} is invalid with REDIS_SENTINELS: "
-            "expected redis:// or rediss:// (the sentinels name a TCP master)"
-        )
 
 
 _settings: ProcessWide[Settings] = ProcessWide(lambda: load_settings())

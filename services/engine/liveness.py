@@ -27,6 +27,7 @@ import redis
 from services.engine.liveness_timing import LivenessTiming
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.lock.keys import schedule_lock_key
+from services.lock.sentinel import follow_master
 from services.log import get_logger
 from services.store.executions import ExecutionStore
 
@@ -127,6 +128,7 @@ class Heartbeat:
     def beat(self) -> None:
         fresh = f"{self.token}:{uuid.uuid4().hex[:12]}"
         try:
+            follow_master(self.redis)  # with Sentinel: this beat, and what follows, on the master
             with self.redis.pipeline(transaction=False) as pipe:
                 self._script(keys=[self.key], args=[self.token, self.ttl_ms, fresh], client=pipe)
                 if self.describe is not None:

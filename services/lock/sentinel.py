@@ -14,12 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+import structlog
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from services.lock.target import RedisTarget
+
+log = structlog.get_logger(__name__)
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
@@ -77,6 +80,30 @@ def sentinel_client(
         **options,
     )
     return client
+
+
+def follow_master(client: redis.Redis) -> bool:
+    """Ask the sentinels which server is master now; if it moved, drop the pool's idle
+    connections to the old one (busy ones are dropped when given back). True when it moved.
+
+    The pool asks only when a connection (re)connects, and after a graceful failover
+    (SENTINEL FAILOVER, maintenance) the old master keeps accepting writes until the sentinels
+    demote it, about 10 s later: without this, locks and heartbeats would go on being written
+    where nobody else reads them. The daemon calls it with each heartbeat, which bounds that
+    split to one heartbeat period. A no-op without Sentinel; raises MasterNotFoundError (a
+    ConnectionError) when no sentinel names a master.
+    """
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return False
+    before = pool.master_address
+    after = pool.get_master_address()  # type: ignore[no-untyped-call]
+    if before is None or before == after:
+        return False
+    log.warning(
+        "redis.master_changed", old=f"{before[0]}:{before[1]}", new=f"{after[0]}:{after[1]}"
+    )
+    return True
 
 
 def endpoint(client: redis.Redis) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.config import mask_url, split_host_port
+from services.config import mask_url
+from services.model.redis_sentinels import split_host_port
 
 if TYPE_CHECKING:
     from services.config import Settings

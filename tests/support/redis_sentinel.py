@@ -2,7 +2,9 @@
 redis-server of its own on a spare port (tests/support/redis_server.py), stopped by PID.
 
     with SentinelCluster() as cluster:
-        env = {"REDIS_SENTINELS": cluster.sentinels_setting, "REDIS_SENTINEL_MASTER": cluster.service}
+        env = {"REDIS_SENTINELS": cluster.sentinels_setting,
+               "REDIS_SENTINEL_MASTER": cluster.service}
+        old = cluster.master_address()
         cluster.master.kill(); cluster.wait_for_failover(old)   # the replica is promoted
 
 Sentinels notice a dead master after `down-after-milliseconds` (1 s) and need two of three to
@@ -180,4 +182,3 @@ class SentinelCluster:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-

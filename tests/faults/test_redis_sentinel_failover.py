@@ -20,7 +20,8 @@ import pytest
 import redis
 
 from tests.faults.common import NOOP, Spawn, db_now, engine_env, keep_alive_for, scaled, start_all
-from tests.faults.invariants import CaseRecord, Ending, check_invariants
+from tests.faults.invariants import CaseRecord, Ending, Report, check_invariants
+from tests.support.daemon import DaemonProcess
 from tests.support.redis_sentinel import SentinelCluster
 from tests.support.schedules import duplicated_occurrences, insert_interval_schedules, query
 from tests.support.waiting import wait_until
@@ -49,6 +50,46 @@ def _first_completed_after(database_url: str, moment: datetime) -> datetime | No
     return first
 
 
+def _sentinel_env(env: dict[str, str], cluster: SentinelCluster) -> dict[str, str]:
+    base = {key: value for key, value in env.items() if key != "REDIS_URL"}  # no direct Redis
+    return engine_env(
+        base,
+        REDIS_SENTINELS=cluster.sentinels_setting,
+        REDIS_SENTINEL_MASTER=cluster.service,
+        LOCK_TIMEOUT=f"{LOCK_TIMEOUT:g}",
+        HEARTBEAT_INTERVAL=f"{HEARTBEAT:g}",
+        MAX_WORKERS="10",
+    )
+
+
+def _check(
+    database_url: str,
+    master_url: str,
+    redis_prefix: str,
+    window: tuple[datetime, datetime],
+    endings: list[Ending],
+    schedules: list[dict[str, Any]],
+    daemons: list[DaemonProcess],
+) -> Report:
+    """The fault suite's invariants, the whole run one healthy window: master or not, every
+    occurrence gets a row (run, or skipped saying why)."""
+    return check_invariants(
+        CaseRecord(
+            database_url=database_url,
+            redis_url=master_url,
+            redis_prefix=redis_prefix,
+            lock_timeout=LOCK_TIMEOUT,
+            check_interval=CHECK_INTERVAL,
+            heartbeat_ttl=3 * HEARTBEAT,
+            endings=endings,
+            schedules=schedules,
+            period=PERIOD,
+            healthy=[window],
+            daemons=daemons,
+        )
+    )
+
+
 def _lock_keys(client: redis.Redis, prefix: str) -> list[str]:
     return [str(key) for key in client.scan_iter(match=f"{prefix}lock:*", count=1000)]
 
@@ -71,16 +112,7 @@ def test_runs_resume_on_the_new_master_and_nothing_runs_twice(
         job_type="command",
         payload={"argv": ["sleep", str(LONG_SECONDS)]},
     )
-    base = {key: value for key, value in env.items() if key != "REDIS_URL"}  # no direct Redis
-    environ = engine_env(
-        base,
-        REDIS_SENTINELS=cluster.sentinels_setting,
-        REDIS_SENTINEL_MASTER=cluster.service,
-        LOCK_TIMEOUT=f"{LOCK_TIMEOUT:g}",
-        HEARTBEAT_INTERVAL=f"{HEARTBEAT:g}",
-        MAX_WORKERS="10",
-    )
-    daemons = [spawn(environ, f"inst-{n}") for n in range(2)]
+    daemons = [spawn(_sentinel_env(env, cluster), f"inst-{n}") for n in range(2)]
     start_all(daemons)
     start = db_now(database_url)
     keep_alive_for(BEFORE, daemons)
@@ -111,22 +143,12 @@ def test_runs_resume_on_the_new_master_and_nothing_runs_twice(
         assert daemon.terminate(timeout=40) == 0, daemon.tail()
         endings.append(Ending(daemon.instance_id, db_now(database_url)))
 
-    new_master = cluster.server_at(new)
-    report = check_invariants(
-        CaseRecord(
-            database_url=database_url,
-            redis_url=new_master.url,
-            redis_prefix=redis_prefix,
-            lock_timeout=LOCK_TIMEOUT,
-            check_interval=CHECK_INTERVAL,
-            heartbeat_ttl=3 * HEARTBEAT,
-            endings=endings,
-            schedules=schedules,
-            period=PERIOD,
-            healthy=[(start, end)],  # master or not, every occurrence gets a row
-            daemons=daemons,
-        )
+    master_url = cluster.server_at(new).url
+    report = _check(
+        database_url, master_url, redis_prefix, (start, end), endings, schedules, daemons
     )
+    # Master or not, every occurrence of the run got a row: one healthy window.
+    assert report.expected_occurrences >= SCHEDULES * (BEFORE + AFTER - 5)
     rows = report.rows
     after: list[dict[str, Any]] = [r for r in rows if r["started_at"] > killed_at]
     completed_after = sum(1 for r in after if r["status"] == "completed")
@@ -161,3 +183,63 @@ def test_runs_resume_on_the_new_master_and_nothing_runs_twice(
         if e.get("event") == "redis.master_changed"
     }
     assert masters_named <= {f"{new[0]}:{new[1]}"}, masters_named
+
+
+@pytest.mark.timeout(int(150 + 2 * AFTER))
+def test_a_graceful_failover_moves_the_daemons_before_the_old_master_is_demoted(
+    env: dict[str, str],
+    database_url: str,
+    redis_prefix: str,
+    cluster: SentinelCluster,
+    spawn: Spawn,
+) -> None:
+    """SENTINEL FAILOVER (maintenance): the old master stays up and takes writes until the
+    sentinels demote it, ~10 s later. The daemons must not write locks and heartbeats there
+    meanwhile: each asks the sentinels with its heartbeats and moves within a beat."""
+    schedules = insert_interval_schedules(
+        database_url, SCHEDULES, seconds=PERIOD, job_type="python", payload=NOOP
+    )
+    daemons = [spawn(_sentinel_env(env, cluster), f"inst-{n}") for n in range(2)]
+    start_all(daemons)
+    start = db_now(database_url)
+    keep_alive_for(3, daemons)
+    old = cluster.master_address()
+    sentinel = cluster.sentinel_client(cluster.sentinels[0])
+    try:
+        clock = time.monotonic()
+        assert sentinel.sentinel_failover(cluster.service)
+    finally:
+        sentinel.close()
+    new = cluster.wait_for_failover(old)
+    promoted_s = time.monotonic() - clock
+    named = f"{new[0]}:{new[1]}"
+    for daemon in daemons:
+        daemon.wait_for_event("redis.master_changed", timeout=10, new=named)
+    moved_s = time.monotonic() - clock
+    old_master = cluster.server_client(cluster.server_at(old))
+    try:
+        demoted = old_master.info("replication")["role"] == "slave"
+    finally:
+        old_master.close()
+    keep_alive_for(AFTER, daemons)
+    end = db_now(database_url)
+    endings = []
+    for daemon in daemons:
+        assert daemon.terminate(timeout=40) == 0, daemon.tail()
+        endings.append(Ending(daemon.instance_id, db_now(database_url)))
+    report = _check(
+        database_url,
+        cluster.server_at(new).url,
+        redis_prefix,
+        (start, end),
+        endings,
+        schedules,
+        daemons,
+    )
+    print(
+        f"\ngraceful failover: {report}\npromoted {promoted_s:.2f} s after SENTINEL FAILOVER; "
+        f"both daemons on {named} {moved_s:.2f} s after it (old master demoted by then: "
+        f"{demoted})"
+    )
+    assert duplicated_occurrences(report.rows) == []
+    assert report.statuses["completed"] >= SCHEDULES * (AFTER - 5)

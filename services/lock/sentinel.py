@@ -32,6 +32,14 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConne
     the blocking pool disconnects it and puts a free slot back, so the bound holds across a
     failover."""
 
+    def release(self, connection: Any) -> None:
+        owned = self.owns_connection(connection)  # type: ignore[no-untyped-call]
+        super().release(connection)  # type: ignore[no-untyped-call]
+        if not owned and connection in self._connections:
+            # The blocking pool remembers every connection it made, to disconnect them at
+            # close; one given back after the master moved would stay there for good.
+            self._connections.remove(connection)
+
     def close(self) -> None:
         super().close()
         # The sentinels' own clients belong to this pool alone (one Sentinel per client).
@@ -82,28 +90,45 @@ def sentinel_client(
     return client
 
 
-def follow_master(client: redis.Redis) -> bool:
-    """Ask the sentinels which server is master now; if it moved, drop the pool's idle
-    connections to the old one (busy ones are dropped when given back). True when it moved.
+class MasterFollower:
+    """Asks the sentinels which server is master now and, if it moved, drops the pool's idle
+    connections to the old one (busy ones are dropped when given back).
 
     The pool asks only when a connection (re)connects, and after a graceful failover
     (SENTINEL FAILOVER, maintenance) the old master keeps accepting writes until the sentinels
     demote it, about 10 s later: without this, locks and heartbeats would go on being written
-    where nobody else reads them. The daemon calls it with each heartbeat, which bounds that
-    split to one heartbeat period. A no-op without Sentinel; raises MasterNotFoundError (a
-    ConnectionError) when no sentinel names a master.
+    where nobody else reads them. The daemon checks with each heartbeat, which bounds that
+    split to one heartbeat period. Without Sentinel, `check` does nothing.
     """
-    pool = client.connection_pool
-    if not isinstance(pool, SentinelConnectionPool):
-        return False
-    before = pool.master_address
-    after = pool.get_master_address()  # type: ignore[no-untyped-call]
-    if before is None or before == after:
-        return False
-    log.warning(
-        "redis.master_changed", old=f"{before[0]}:{before[1]}", new=f"{after[0]}:{after[1]}"
-    )
-    return True
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._unanswered = False  # the last check found no sentinel naming a master
+
+    def check(self) -> bool:
+        """True when the master moved. Never raises: sentinels that cannot answer say nothing
+        about the master we are on (its connections fail on their own if it is gone), so the
+        client stays where it is, and the silence is logged once."""
+        pool = self.client.connection_pool
+        if not isinstance(pool, SentinelConnectionPool):
+            return False
+        before = pool.master_address
+        try:
+            after = pool.get_master_address()  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # MasterNotFoundError too
+            if not self._unanswered:
+                log.warning("redis.sentinels_unanswered", service=pool.service_name, error=str(exc))
+            self._unanswered = True
+            return False
+        if self._unanswered:
+            log.info("redis.sentinels_answer", service=pool.service_name)
+            self._unanswered = False
+        if before is None or before == after:
+            return False
+        log.warning(
+            "redis.master_changed", old=f"{before[0]}:{before[1]}", new=f"{after[0]}:{after[1]}"
+        )
+        return True
 
 
 def endpoint(client: redis.Redis) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from services.clock import Clock
 from services.lock.client import create_redis_client
-from services.lock.sentinel import endpoint, follow_master
+from services.lock.sentinel import MasterFollower, endpoint
 from services.lock.target import RedisTarget
 from services.log import mask_secrets
 
@@ -79,6 +79,7 @@ class Readiness:
             socket_timeout=timeout / 2,
             connect_timeout=timeout / 2,
         )
+        self._follower = MasterFollower(self._redis)
         self._checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-ready-check")
         self._in_flight: dict[str, Future[CheckResult]] = {}
         self._checkers: dict[str, Callable[[], dict[str, Any] | None]] = {
@@ -133,7 +134,7 @@ class Readiness:
         return CheckResult(problem, latency, details or {})
 
     def _ping_redis(self) -> dict[str, Any]:
-        follow_master(self._redis)  # a probe names the master the sentinels name now
+        self._follower.check()  # a probe names the master the sentinels name now
         self._redis.ping()
         # After the ping the pool knows the master it reached (Sentinel asks on each connect).
         where = endpoint(self._redis)

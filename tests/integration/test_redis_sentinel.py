@@ -20,7 +20,7 @@ from services.config import Settings, load_settings
 from services.enhanced_scheduler import EnhancedScheduler
 from services.lock.client import create_redis_client, lock_client
 from services.lock.lock import DistributedLock
-from services.lock.sentinel import BlockingSentinelConnectionPool, endpoint, follow_master
+from services.lock.sentinel import BlockingSentinelConnectionPool, MasterFollower, endpoint
 from services.lock.target import RedisTarget
 from tests.integration.test_health import get_json, ops_server
 from tests.support.redis_sentinel import SentinelCluster
@@ -116,8 +116,11 @@ def test_a_held_lock_rides_out_a_failover_and_a_missing_token_is_a_lost_lock(
     lost: list[DistributedLock] = []
     lock = DistributedLock(client, key, ttl=3, instance_id="it", on_lost=lost.append)
     old = cluster.master_address()
+    pool = client.connection_pool
+    assert isinstance(pool, BlockingSentinelConnectionPool)
     try:
         assert lock.acquire()
+        busy = pool.get_connection()  # in use across the failover, as a slow command would be
         # A graceful failover (SENTINEL FAILOVER): the replica, in sync, is promoted and the
         # old master demoted. Pooled connections to it get READONLY and go to the new master.
         sentinel = cluster.sentinel_client(cluster.sentinels[0])
@@ -130,8 +133,12 @@ def test_a_held_lock_rides_out_a_failover_and_a_missing_token_is_a_lost_lock(
         try:
             # The old master takes writes until the sentinels demote it (~10 s): the daemon
             # asks the sentinels with each heartbeat, and so does this test, once.
-            assert follow_master(client)
+            assert MasterFollower(client).check()
             assert endpoint(client)["master"] == f"{new[0]}:{new[1]}"
+            # Given back after the move: not the pool's any more, closed, its slot free again.
+            pool.release(busy)
+            assert busy not in pool._connections and busy._sock is None
+            assert len(pool._connections) <= pool.max_connections
             # Renewal (every ttl/3 = 1 s) carries on against the new master: the TTL there is
             # refreshed, and the lock was never lost.
             assert on_new.get(key) == lock.token
@@ -175,3 +182,28 @@ def test_ready_and_status_name_the_master_in_use(
         server.stop()
         scheduler.db.close()
         scheduler.redis.close()
+
+
+def test_sentinels_that_do_not_answer_leave_the_client_on_its_master(
+    sentinel_settings: Settings, cluster: SentinelCluster
+) -> None:
+    client = lock_client(
+        RedisTarget.from_settings(sentinel_settings), lock_timeout=3, max_connections=4
+    )
+    follower = MasterFollower(client)
+    try:
+        client.ping()
+        before = endpoint(client)["master"]
+        for node in cluster.sentinels:
+            node.pause()  # SIGSTOP: connections hang, as behind a partition
+        try:
+            # The heartbeat's check says nothing moved (and does not fail the beat): the
+            # master itself still answers on the pooled connection.
+            assert follower.check() is False
+            assert client.ping() and endpoint(client)["master"] == before
+        finally:
+            for node in cluster.sentinels:
+                node.resume()
+        wait_until(lambda: follower.check() is False and not follower._unanswered, 10, 0.1)
+    finally:
+        client.close()

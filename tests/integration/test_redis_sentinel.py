@@ -22,6 +22,7 @@ from services.lock.client import create_redis_client, lock_client
 from services.lock.lock import DistributedLock
 from services.lock.sentinel import BlockingSentinelConnectionPool, MasterFollower, endpoint
 from services.lock.target import RedisTarget
+from tests.integration.test_cli import cli_json
 from tests.integration.test_health import get_json, ops_server
 from tests.support.redis_sentinel import SentinelCluster
 from tests.support.waiting import wait_until
@@ -40,23 +41,25 @@ def cluster() -> Iterator[SentinelCluster]:
 
 
 @pytest.fixture
-def sentinel_settings(env: dict[str, str], cluster: SentinelCluster) -> Settings:
-    """A daemon's settings in Sentinel mode. REDIS_URL is left out on purpose: REDIS_HOST and
-    REDIS_PORT (defaults, 127.0.0.1:6379, the shared Redis) must be ignored, and REDIS_DB and
-    REDIS_PASSWORD must reach the master."""
+def sentinel_env(env: dict[str, str], cluster: SentinelCluster) -> dict[str, str]:
+    """A daemon's environment in Sentinel mode. REDIS_URL is left out on purpose: REDIS_HOST
+    and REDIS_PORT (defaults, 127.0.0.1:6379, the shared Redis) must be ignored, and REDIS_DB
+    and REDIS_PASSWORD must reach the master."""
     environ = {key: value for key, value in env.items() if key != "REDIS_URL"}
-    return load_settings(
-        {
-            **environ,
-            "REDIS_SENTINELS": cluster.sentinels_setting,
-            "REDIS_SENTINEL_MASTER": cluster.service,
-            "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
-            "REDIS_PASSWORD": DATA_PASSWORD,
-            "REDIS_DB": str(DB),
-            "LOCK_TIMEOUT": "3",
-        },
-        env_file="",
-    )
+    return {
+        **environ,
+        "REDIS_SENTINELS": cluster.sentinels_setting,
+        "REDIS_SENTINEL_MASTER": cluster.service,
+        "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+        "REDIS_PASSWORD": DATA_PASSWORD,
+        "REDIS_DB": str(DB),
+        "LOCK_TIMEOUT": "3",
+    }
+
+
+@pytest.fixture
+def sentinel_settings(sentinel_env: dict[str, str]) -> Settings:
+    return load_settings(sentinel_env, env_file="")
 
 
 def _on_server(cluster: SentinelCluster, address: tuple[str, int]) -> redis.Redis:
@@ -159,7 +162,7 @@ def test_a_held_lock_rides_out_a_failover_and_a_missing_token_is_a_lost_lock(
 
 
 def test_ready_and_status_name_the_master_in_use(
-    sentinel_settings: Settings, cluster: SentinelCluster
+    sentinel_env: dict[str, str], sentinel_settings: Settings, cluster: SentinelCluster
 ) -> None:
     scheduler = EnhancedScheduler(settings=sentinel_settings)
     server = ops_server(scheduler)
@@ -178,6 +181,13 @@ def test_ready_and_status_name_the_master_in_use(
         assert where["service"] == cluster.service
         assert where["master"] == f"{master[0]}:{master[1]}"
         assert DATA_PASSWORD not in str(where) and SENTINEL_PASSWORD not in str(body)
+        # The CLI builds its client from the same factory; REDIS_URL's host (a closed port
+        # here) is ignored in Sentinel mode, its database and password are not.
+        url = f"redis://:{DATA_PASSWORD}@127.0.0.1:1/{DB}"
+        report = cli_json({**sentinel_env, "REDIS_URL": url}, "status")
+        assert report["redis"]["mode"] == "sentinel", report
+        assert report["redis"]["master"] == f"{master[0]}:{master[1]}", report
+        assert report["problems"] == [], report
     finally:
         server.stop()
         scheduler.db.close()

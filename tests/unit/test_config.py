@@ -6,6 +6,7 @@ import pytest
 
 from services.config import VARIABLES, load_settings, mask_url
 from services.errors import ConfigurationError
+from services.log import secrets_of
 from services.model.redis_sentinels import split_host_port
 
 
@@ -139,3 +140,16 @@ def test_sentinel_settings_that_cannot_work_together(
 ) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(expected)):
         load_settings(environ, env_file="")
+
+
+def test_the_sentinel_and_redis_url_passwords_are_masked_in_logs() -> None:
+    s = load_settings(
+        {
+            **SENTINELS,
+            "REDIS_SENTINEL_MASTER": "m",
+            "REDIS_SENTINEL_PASSWORD": "sentinel-s3cret",
+            "REDIS_URL": "redis://:url-s3cret@ignored:6379/2",
+        },
+        env_file="",
+    )
+    assert {"sentinel-s3cret", "url-s3cret"} <= set(secrets_of(s))

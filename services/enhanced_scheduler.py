@@ -217,7 +217,7 @@ class EnhancedScheduler:
         self.started = True
         self.started_at = self.clock.now().isoformat()
         sd_notify("READY=1")
-        log.info("scheduler.started", jobs_loaded=self.loader.count)
+        log.info("scheduler.started", jobs_loaded=self.loader.count, redis=str(self.redis_target))
 
     def run(self) -> int:
         """Block until SIGTERM/SIGINT (or stop()), then shut down. Returns the exit code."""

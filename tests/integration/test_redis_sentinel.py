@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -24,6 +25,7 @@ from services.lock.sentinel import BlockingSentinelConnectionPool, MasterFollowe
 from services.lock.target import RedisTarget
 from tests.integration.test_cli import cli_json
 from tests.integration.test_health import get_json, ops_server
+from tests.support.api import serving
 from tests.support.redis_sentinel import SentinelCluster
 from tests.support.waiting import wait_until
 
@@ -192,6 +194,20 @@ def test_ready_and_status_name_the_master_in_use(
         server.stop()
         scheduler.db.close()
         scheduler.redis.close()
+
+
+def test_serve_is_ready_through_the_sentinels(
+    sentinel_env: dict[str, str], cluster: SentinelCluster, tmp_path: Path
+) -> None:
+    master = "{}:{}".format(*cluster.master_address())
+    with serving(sentinel_env, tmp_path / "serve.log") as server:
+        assert get_json(server.port, "/ready") == (200, {"ready": True, "redis_master": master})
+        status, body = get_json(server.port, "/status")
+        assert (status, body["mode"], body["redis"]["mode"]) == (200, "serve", "sentinel"), body
+        assert body["redis"]["service"] == cluster.service
+        # /status does no I/O (it runs on the event loop): the master of the pool's last
+        # connection, None before serve's own client has been used.
+        assert body["redis"]["master"] in (None, master), body
 
 
 def test_sentinels_that_do_not_answer_leave_the_client_on_its_master(

@@ -10,6 +10,7 @@ master under two daemons is the fault case tests/faults/test_redis_sentinel_fail
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,26 @@ def test_the_factory_finds_the_master_through_the_sentinels_and_a_lock_works(
         assert direct.exists(key) == 0
     finally:
         direct.close()
+        client.close()
+
+
+def test_the_pool_waits_for_a_free_connection_instead_of_failing(
+    sentinel_settings: Settings,
+) -> None:
+    """redis-py's SentinelConnectionPool raises "Too many connections" at its bound; ours
+    waits, as the single-server BlockingConnectionPool does."""
+    client = create_redis_client(
+        RedisTarget.from_settings(sentinel_settings), max_connections=2, connect_timeout=5
+    )
+    pool = client.connection_pool
+    try:
+        held = [pool.get_connection(), pool.get_connection()]
+        threading.Timer(0.2, pool.release, args=(held[0],)).start()
+        third = pool.get_connection()  # waits for the release above (up to 5 s), then reuses it
+        assert third is held[0]
+        pool.release(third)
+        pool.release(held[1])
+    finally:
         client.close()
 
 

@@ -58,12 +58,12 @@ def sentinel_client(
     """A client of `target.service`'s master; a new connection costs at most `connect_timeout`
     in all: half to ask the sentinels (one after the other, each a share), half to connect."""
     assert target.service is not None, "RedisTarget guarantees a service with sentinels"
-    options: dict[str, Any] = parse_url(target.url)  # type: ignore[no-untyped-call]  # untyped
+    options: dict[str, Any] = parse_url(target.url)  # type: ignore[no-untyped-call]
     options.pop("host", None)  # the sentinels say where the master is
     options.pop("port", None)
     tls = options.pop("connection_class", None) is not None  # rediss://
     per_sentinel = connect_timeout / (2 * len(target.sentinels))
-    # redis.sentinel ships without type hints, hence the two ignores below.
+    # redis.sentinel and parse_url ship without type hints, hence the ignores.
     sentinels = Sentinel(  # type: ignore[no-untyped-call]
         list(target.sentinels),
         sentinel_kwargs={

@@ -11,6 +11,8 @@ keeps the discovery and adds `BlockingConnectionPool`'s wait for a free connecti
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -23,6 +25,11 @@ from redis.sentinel import Sentinel, SentinelConnectionPool
 from services.lock.target import RedisTarget
 
 log = structlog.get_logger(__name__)
+
+# After the sentinels failed to answer, ask again only this much later: each silent check costs
+# up to half a connect time-out (2.5 s at LOCK_TIMEOUT=60), which must not delay every
+# heartbeat; and sentinels we cannot reach cannot tell us of a new master anyway.
+QUIET_AFTER_SILENCE_S = 10.0
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
@@ -101,16 +108,20 @@ class MasterFollower:
     split to one heartbeat period. Without Sentinel, `check` does nothing.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(
+        self, client: redis.Redis, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.client = client
+        self.monotonic = monotonic
         self._unanswered = False  # the last check found no sentinel naming a master
+        self._quiet_until = 0.0
 
     def check(self) -> bool:
         """True when the master moved. Never raises: sentinels that cannot answer say nothing
         about the master we are on (its connections fail on their own if it is gone), so the
         client stays where it is, and the silence is logged once."""
         pool = self.client.connection_pool
-        if not isinstance(pool, SentinelConnectionPool):
+        if not isinstance(pool, SentinelConnectionPool) or self.monotonic() < self._quiet_until:
             return False
         before = pool.master_address
         try:
@@ -119,6 +130,7 @@ class MasterFollower:
             if not self._unanswered:
                 log.warning("redis.sentinels_unanswered", service=pool.service_name, error=str(exc))
             self._unanswered = True
+            self._quiet_until = self.monotonic() + QUIET_AFTER_SILENCE_S
             return False
         if self._unanswered:
             log.info("redis.sentinels_answer", service=pool.service_name)

@@ -22,7 +22,12 @@ from services.config import Settings, load_settings
 from services.enhanced_scheduler import EnhancedScheduler
 from services.lock.client import create_redis_client, lock_client
 from services.lock.lock import DistributedLock
-from services.lock.sentinel import BlockingSentinelConnectionPool, MasterFollower, endpoint
+from services.lock.sentinel import (
+    QUIET_AFTER_SILENCE_S,
+    BlockingSentinelConnectionPool,
+    MasterFollower,
+    endpoint,
+)
 from services.lock.target import RedisTarget
 from tests.integration.test_cli import cli_json
 from tests.integration.test_health import get_json, ops_server
@@ -237,7 +242,8 @@ def test_sentinels_that_do_not_answer_leave_the_client_on_its_master(
     client = lock_client(
         RedisTarget.from_settings(sentinel_settings), lock_timeout=3, max_connections=4
     )
-    follower = MasterFollower(client)
+    now = [0.0]
+    follower = MasterFollower(client, monotonic=lambda: now[0])
     try:
         client.ping()
         before = endpoint(client)["master"]
@@ -251,6 +257,11 @@ def test_sentinels_that_do_not_answer_leave_the_client_on_its_master(
         finally:
             for node in cluster.sentinels:
                 node.resume()
+        # Silent sentinels are not asked again at every beat (each silent check costs up to
+        # half a connect time-out), only QUIET_AFTER_SILENCE_S later.
+        now[0] = QUIET_AFTER_SILENCE_S - 1
+        assert follower.check() is False and follower._unanswered
+        now[0] = QUIET_AFTER_SILENCE_S + 1
         wait_until(lambda: follower.check() is False and not follower._unanswered, 10, 0.1)
     finally:
         client.close()

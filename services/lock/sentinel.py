@@ -26,9 +26,10 @@ from services.lock.target import RedisTarget
 
 log = structlog.get_logger(__name__)
 
-# After the sentinels failed to answer, ask again only this much later: each silent check costs
-# up to half a connect time-out (2.5 s at LOCK_TIMEOUT=60), which must not delay every
-# heartbeat; and sentinels we cannot reach cannot tell us of a new master anyway.
+# After the sentinels named no master, ask again only this much later. A silent check costs up
+# to half a connect time-out (2.5 s at LOCK_TIMEOUT=60), which must not delay every heartbeat;
+# and the pause loses nothing: sentinels we cannot reach cannot name a new master, and while
+# the master is down its connections fail, and each reconnection asks the sentinels itself.
 QUIET_AFTER_SILENCE_S = 10.0
 
 
@@ -117,9 +118,10 @@ class MasterFollower:
         self._quiet_until = 0.0
 
     def check(self) -> bool:
-        """True when the master moved. Never raises: sentinels that cannot answer say nothing
-        about the master we are on (its connections fail on their own if it is gone), so the
-        client stays where it is, and the silence is logged once."""
+        """True when the master moved. Never raises: sentinels that cannot answer, or that name
+        no master (it is down, a failover is under way), say nothing new about the master we
+        are on (its connections fail on their own if it is gone); the client stays where it
+        is, and the silence is logged once."""
         pool = self.client.connection_pool
         if not isinstance(pool, SentinelConnectionPool) or self.monotonic() < self._quiet_until:
             return False
@@ -128,12 +130,12 @@ class MasterFollower:
             after = pool.get_master_address()  # type: ignore[no-untyped-call]
         except (redis.ConnectionError, redis.TimeoutError) as exc:  # MasterNotFoundError too
             if not self._unanswered:
-                log.warning("redis.sentinels_unanswered", service=pool.service_name, error=str(exc))
+                log.warning("redis.no_master_named", service=pool.service_name, error=str(exc))
             self._unanswered = True
             self._quiet_until = self.monotonic() + QUIET_AFTER_SILENCE_S
             return False
         if self._unanswered:
-            log.info("redis.sentinels_answer", service=pool.service_name)
+            log.info("redis.master_named", service=pool.service_name)
             self._unanswered = False
         if before is None or before == after:
             return False

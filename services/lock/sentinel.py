@@ -130,7 +130,9 @@ class MasterFollower:
             after = pool.get_master_address()  # type: ignore[no-untyped-call]
         except (redis.ConnectionError, redis.TimeoutError) as exc:  # MasterNotFoundError too
             if not self._unanswered:
-                log.warning("redis.no_master_named", service=pool.service_name, error=str(exc))
+                # redis-py's message goes on with each sentinel client's repr; its head says it.
+                reason = str(exc).split(" : ", 1)[0]
+                log.warning("redis.no_master_named", service=pool.service_name, error=reason)
             self._unanswered = True
             self._quiet_until = self.monotonic() + QUIET_AFTER_SILENCE_S
             return False

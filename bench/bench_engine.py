@@ -23,7 +23,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
-import redis
 from psycopg.types.json import Jsonb
 
 from bench.common import (
@@ -43,6 +42,7 @@ from bench.common import (
 )
 from services.engine.handlers import register_python_handler
 from services.enhanced_scheduler import EnhancedScheduler
+from services.lock.client import create_redis_client
 from services.model.occurrence import LoadedSchedule, Occurrence
 from services.model.records import Schedule
 
@@ -159,7 +159,7 @@ def bookkeeping_floor(url: str, prefix: str, schedules: list[Schedule], runs: in
     """Runs per second of the bare four round trips, one connection and one schedule a thread."""
     per_thread = runs // len(schedules)
     base = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(days=len(schedules))
-    client = redis.Redis.from_url(REDIS_URL, max_connections=len(schedules) + 2)
+    client = create_redis_client(REDIS_URL, max_connections=len(schedules) + 2)
     conns = [psycopg.connect(url, autocommit=True) for _ in schedules]
 
     def one(conn: psycopg.Connection[Any], schedule: Schedule, key: str, moment: datetime) -> None:

@@ -28,11 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-import redis
 from psycopg import sql
 
 from database.migrations import Migrator
 from services.config import Settings, load_settings
+from services.lock.client import create_redis_client
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_PATH = ROOT / "bench" / "results.json"
@@ -220,7 +220,7 @@ def redis_prefix() -> Iterator[str]:
 
 
 def delete_redis_keys(prefix: str) -> int:
-    client = redis.Redis.from_url(REDIS_URL)
+    client = create_redis_client(REDIS_URL, max_connections=2)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         return int(client.delete(*keys)) if keys else 0

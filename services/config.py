@@ -6,202 +6,24 @@ The environment wins over `.env`; `.env` is for local use (path overridable with
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
 
+from services import setting_values as values
 from services.errors import ConfigurationError
-from services.model.nats_subject import pattern_problem
-from services.model.notify_rule import notify_problems
+from services.model.redis_sentinels import parse_sentinels, sentinel_settings_problem
 from services.process_wide import ProcessWide
-from services.urls import conninfo_pairs
 from services.urls import mask_url as mask_url
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 JOB_TYPES = ("http", "command", "python", "nats", "celery")
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError("true or false (also 1/0, yes/no, on/off)")
-
-
-def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        bounds = (
-            f"an integer >= {minimum}" if maximum is None else f"an integer {minimum}-{maximum}"
-        )
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(bounds) from None
-        if value < minimum or (maximum is not None and value > maximum):
-            raise ValueError(bounds)
-        return value
-
-    return parse
-
-
-def _float(minimum: float, *, exclusive: bool = False) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        accepted = f"a number {'>' if exclusive else '>='} {minimum:g} (seconds)"
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(accepted) from None
-        if value != value or value < minimum or (exclusive and value == minimum):
-            raise ValueError(accepted)
-        return value
-
-    return parse
-
-
-def _list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-def _choice(*choices: str, upper: bool = False) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().upper() if upper else raw.strip().lower()
-        if value not in choices:
-            raise ValueError("one of: " + ", ".join(choices))
-        return value
-
-    return parse
-
-
-def _url(*schemes: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not (parts.netloc or parts.path):
-            raise ValueError("a URL starting with " + " or ".join(f"{s}://" for s in schemes))
-        return value
-
-    return parse
-
-
-# A key=value DATABASE_URL names at least where to connect.
-_CONNINFO_NEEDS = frozenset({"host", "hostaddr", "dbname", "service"})
-
-
-def _database_url(raw: str) -> str:
-    """A postgresql:// URL, or libpq's key=value form; both may list several hosts (failover)."""
-    value = raw.strip()
-    pairs = None if "://" in value else conninfo_pairs(value)
-    if pairs is not None and _CONNINFO_NEEDS & set(pairs):
-        return value
-    try:
-        return _url("postgresql", "postgres")(value)
-    except ValueError:
-        raise ValueError(
-            "a URL starting with postgresql:// or postgres://, or a libpq key=value string "
-            "(host=a,b port=5432,5433 dbname=...)"
-        ) from None
-
-
-def _optional_url(*schemes: str) -> Callable[[str], str | None]:
-    strict = _url(*schemes)
-
-    def parse(raw: str) -> str | None:
-        return strict(raw) if raw.strip() else None
-
-    return parse
-
-
-def _nats_urls(raw: str) -> str:
-    """One NATS server URL or several, comma-separated (nats-py takes a pool)."""
-    servers = [part.strip() for part in raw.split(",") if part.strip()]
-    if not servers:
-        raise ValueError("a URL starting with nats:// or tls:// (several: comma-separated)")
-    strict = _url("nats", "tls", "ws", "wss")
-    for server in servers:
-        try:
-            strict(server)
-            urlsplit(server).port  # noqa: B018 -- a non-numeric port raises here
-        except ValueError:
-            raise ValueError(
-                "a URL starting with nats://, tls://, ws:// or wss:// (several: comma-separated)"
-            ) from None
-    return ",".join(servers)
-
-
-def _subject_patterns(raw: str) -> tuple[str, ...]:
-    patterns = _list(raw)
-    for pattern in patterns:
-        problem = pattern_problem(pattern)
-        if problem is not None:
-            raise ValueError(
-                f"comma-separated NATS subjects ('*' one token, '>' the rest); {pattern!r} "
-                f"{problem}"
-            )
-    return patterns
-
-
-def _optional_file(raw: str) -> str | None:
-    value = raw.strip()
-    if value and not os.path.isfile(value):
-        raise ValueError("the path of a readable file (or empty)")
-    return value or None
-
-
-def _celery_backend(raw: str) -> str | None:
-    # rpc:// has no host (results come back over the broker), so _url's host check cannot apply.
-    value = raw.strip()
-    if value in ("rpc://", "rpc"):
-        return "rpc://"
-    return _optional_url("redis", "rediss")(value)
-
-
-def _timezone(raw: str) -> str:
-    value = raw.strip()
-    try:
-        ZoneInfo(value)
-    except (ValueError, KeyError, OSError):
-        raise ValueError("an IANA time zone name such as UTC or Europe/Berlin") from None
-    return value
-
-
-def _text(raw: str) -> str:
-    return raw.strip()
-
-
-def _optional_text(raw: str) -> str | None:
-    return raw.strip() or None
-
-
-def _instance_id(raw: str) -> str:
-    value = raw.strip()
-    if not value or len(value) > 200 or any(ch.isspace() or ch == "|" for ch in value):
-        raise ValueError("a non-empty name of at most 200 characters without spaces or '|'")
-    return value
-
-
-def _notify_rule(raw: str) -> dict[str, Any]:
-    """NOTIFY_DEFAULT: a notify object as a schedule's `notify` column takes it."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise ValueError('a JSON object such as {"channels": ["ops"], "on": ["failed"]}') from None
-    problems = notify_problems(value, "NOTIFY_DEFAULT")
-    if problems:
-        raise ValueError("; ".join(problems))
-    result: dict[str, Any] = value
-    return result
 
 
 def _setting(env: str, parse: Callable[[str], Any], default: str | None) -> Any:
@@ -218,91 +40,110 @@ def default_instance_id() -> str:
 class Settings:
     database_url: str = _setting(
         "DATABASE_URL",
-        _database_url,
+        values.database_url,
         "postgresql://postgres@127.0.0.1:5432/enhanced_scheduler",
     )
-    db_pool_min_size: int = _setting("DB_POOL_MIN_SIZE", _int(0, 100), "1")
-    db_pool_max_size: int = _setting("DB_POOL_MAX_SIZE", _int(1, 1000), "10")
+    db_pool_min_size: int = _setting("DB_POOL_MIN_SIZE", values.integer(0, 100), "1")
+    db_pool_max_size: int = _setting("DB_POOL_MAX_SIZE", values.integer(1, 1000), "10")
     redis_url_setting: str | None = _setting(
-        "REDIS_URL", _optional_url("redis", "rediss", "unix"), ""
+        "REDIS_URL", values.optional_url("redis", "rediss", "unix"), ""
     )
-    redis_host: str = _setting("REDIS_HOST", _text, "127.0.0.1")
-    redis_port: int = _setting("REDIS_PORT", _int(1, 65535), "6379")
-    redis_db: int = _setting("REDIS_DB", _int(0, 1000), "0")
-    redis_password: str | None = _setting("REDIS_PASSWORD", _optional_text, "")
-    redis_max_connections: int = _setting("REDIS_MAX_CONNECTIONS", _int(2, 10000), "50")
-    redis_key_prefix: str = _setting("REDIS_KEY_PREFIX", _text, "")
-    max_workers: int = _setting("MAX_WORKERS", _int(1, 1000), "5")
-    job_replace_existing_instance: bool = _setting("JOB_REPLACE_EXISTING_INSTANCE", _bool, "true")
-    job_max_instances: int = _setting("JOB_MAX_INSTANCES", _int(1, 1000), "1")
-    job_coalesce: bool = _setting("JOB_COALESCE", _bool, "true")
-    job_misfire_grace_time: float = _setting("JOB_MISFIRE_GRACE_TIME", _float(0), "300")
-    api_url: str | None = _setting("API_URL", _optional_url("http", "https"), "")
-    api_token: str | None = _setting("API_TOKEN", _optional_text, "")
-    request_timeout: float = _setting("REQUEST_TIMEOUT", _float(0, exclusive=True), "10")
-    api_sync_interval: float = _setting("API_SYNC_INTERVAL", _float(1), "300")
-    api_sync_disable_missing: bool = _setting("API_SYNC_DISABLE_MISSING", _bool, "false")
-    schedule_check_interval: float = _setting("SCHEDULE_CHECK_INTERVAL", _float(0.1), "60")
-    lock_timeout: float = _setting("LOCK_TIMEOUT", _float(1), "60")
-    heartbeat_interval: float = _setting("HEARTBEAT_INTERVAL", _float(0.2), "5")
-    instance_id: str = _setting("INSTANCE_ID", _instance_id, None)
-    scheduler_timezone: str = _setting("SCHEDULER_TIMEZONE", _timezone, "UTC")
-    default_job_type: str = _setting("DEFAULT_JOB_TYPE", _choice(*JOB_TYPES), "http")
-    job_webhook_url: str | None = _setting("JOB_WEBHOOK_URL", _optional_url("http", "https"), "")
-    job_timeout: float = _setting("JOB_TIMEOUT", _float(0, exclusive=True), "3600")
-    command_allowlist: tuple[str, ...] = _setting("COMMAND_ALLOWLIST", _list, "")
-    python_handler_allowlist: tuple[str, ...] = _setting("PYTHON_HANDLER_ALLOWLIST", _list, "")
-    http_allowed_hosts: tuple[str, ...] = _setting("HTTP_ALLOWED_HOSTS", _list, "")
-    http_host: str = _setting("HTTP_HOST", _text, "127.0.0.1")
-    http_port: int = _setting("HTTP_PORT", _int(0, 65535), "8008")
+    redis_host: str = _setting("REDIS_HOST", values.text, "127.0.0.1")
+    redis_port: int = _setting("REDIS_PORT", values.integer(1, 65535), "6379")
+    redis_db: int = _setting("REDIS_DB", values.integer(0, 1000), "0")
+    redis_password: str | None = _setting("REDIS_PASSWORD", values.optional_text, "")
+    redis_max_connections: int = _setting("REDIS_MAX_CONNECTIONS", values.integer(2, 10000), "50")
+    redis_key_prefix: str = _setting("REDIS_KEY_PREFIX", values.text, "")
+    # Sentinel mode (services/lock/sentinel.py): the master is asked of these; REDIS_URL (or
+    # REDIS_DB/REDIS_PASSWORD) still gives the database, the credentials and TLS.
+    redis_sentinels: tuple[str, ...] = _setting("REDIS_SENTINELS", parse_sentinels, "")
+    redis_sentinel_master: str | None = _setting("REDIS_SENTINEL_MASTER", values.optional_text, "")
+    redis_sentinel_password: str | None = _setting(
+        "REDIS_SENTINEL_PASSWORD", values.optional_text, ""
+    )
+    max_workers: int = _setting("MAX_WORKERS", values.integer(1, 1000), "5")
+    job_replace_existing_instance: bool = _setting(
+        "JOB_REPLACE_EXISTING_INSTANCE", values.boolean, "true"
+    )
+    job_max_instances: int = _setting("JOB_MAX_INSTANCES", values.integer(1, 1000), "1")
+    job_coalesce: bool = _setting("JOB_COALESCE", values.boolean, "true")
+    job_misfire_grace_time: float = _setting("JOB_MISFIRE_GRACE_TIME", values.number(0), "300")
+    api_url: str | None = _setting("API_URL", values.optional_url("http", "https"), "")
+    api_token: str | None = _setting("API_TOKEN", values.optional_text, "")
+    request_timeout: float = _setting("REQUEST_TIMEOUT", values.number(0, exclusive=True), "10")
+    api_sync_interval: float = _setting("API_SYNC_INTERVAL", values.number(1), "300")
+    api_sync_disable_missing: bool = _setting("API_SYNC_DISABLE_MISSING", values.boolean, "false")
+    schedule_check_interval: float = _setting("SCHEDULE_CHECK_INTERVAL", values.number(0.1), "60")
+    lock_timeout: float = _setting("LOCK_TIMEOUT", values.number(1), "60")
+    heartbeat_interval: float = _setting("HEARTBEAT_INTERVAL", values.number(0.2), "5")
+    instance_id: str = _setting("INSTANCE_ID", values.instance_id, None)
+    scheduler_timezone: str = _setting("SCHEDULER_TIMEZONE", values.timezone, "UTC")
+    default_job_type: str = _setting("DEFAULT_JOB_TYPE", values.choice(*JOB_TYPES), "http")
+    job_webhook_url: str | None = _setting(
+        "JOB_WEBHOOK_URL", values.optional_url("http", "https"), ""
+    )
+    job_timeout: float = _setting("JOB_TIMEOUT", values.number(0, exclusive=True), "3600")
+    command_allowlist: tuple[str, ...] = _setting("COMMAND_ALLOWLIST", values.text_list, "")
+    python_handler_allowlist: tuple[str, ...] = _setting(
+        "PYTHON_HANDLER_ALLOWLIST", values.text_list, ""
+    )
+    http_allowed_hosts: tuple[str, ...] = _setting("HTTP_ALLOWED_HOSTS", values.text_list, "")
+    http_host: str = _setting("HTTP_HOST", values.text, "127.0.0.1")
+    http_port: int = _setting("HTTP_PORT", values.integer(0, 65535), "8008")
     # Hostile clients (services/web/limits.py): body size, read deadlines, open connections.
-    http_max_body_bytes: int = _setting("HTTP_MAX_BODY_BYTES", _int(1024, 1 << 30), "1048576")
-    http_header_timeout: float = _setting("HTTP_HEADER_TIMEOUT", _float(0, exclusive=True), "10")
-    http_body_timeout: float = _setting("HTTP_BODY_TIMEOUT", _float(0, exclusive=True), "30")
-    http_max_connections: int = _setting("HTTP_MAX_CONNECTIONS", _int(8, 100000), "256")
-    shutdown_timeout: float = _setting("SHUTDOWN_TIMEOUT", _float(0), "30")
-    history_retention_days: int = _setting("HISTORY_RETENTION_DAYS", _int(0), "90")
-    audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", _int(0), "365")
-    max_schedules_per_creator: int = _setting("MAX_SCHEDULES_PER_CREATOR", _int(0), "0")
-    log_level: str = _setting("LOG_LEVEL", _choice(*LOG_LEVELS, upper=True), "INFO")
-    log_format: str = _setting("LOG_FORMAT", _choice(*LOG_FORMATS), "auto")
-    startup_timeout: float = _setting("STARTUP_TIMEOUT", _float(0), "60")
-    migrate_on_start: bool = _setting("MIGRATE_ON_START", _bool, "false")
-    retry_initial_delay: float = _setting("RETRY_INITIAL_DELAY", _float(0), "1")
-    retry_backoff_base: float = _setting("RETRY_BACKOFF_BASE", _float(1), "2")
-    retry_max_delay: float = _setting("RETRY_MAX_DELAY", _float(0), "300")
-    retry_max_attempts: int = _setting("RETRY_MAX_ATTEMPTS", _int(1, 100), "3")
-    backfill_concurrency: int = _setting("BACKFILL_CONCURRENCY", _int(1, 1000), "1")
-    notify_default: Mapping[str, Any] = _setting("NOTIFY_DEFAULT", _notify_rule, "{}")
-    notify_allowed_hosts: tuple[str, ...] = _setting("NOTIFY_ALLOWED_HOSTS", _list, "")
-    notify_webhook_secret: str | None = _setting("NOTIFY_WEBHOOK_SECRET", _optional_text, "")
-    notify_max_attempts: int = _setting("NOTIFY_MAX_ATTEMPTS", _int(1, 100), "5")
-    notify_rate_per_minute: int = _setting("NOTIFY_RATE_PER_MINUTE", _int(1, 100000), "30")
-    notify_check_interval: float = _setting("NOTIFY_CHECK_INTERVAL", _float(0.1), "5")
+    http_max_body_bytes: int = _setting(
+        "HTTP_MAX_BODY_BYTES", values.integer(1024, 1 << 30), "1048576"
+    )
+    http_header_timeout: float = _setting(
+        "HTTP_HEADER_TIMEOUT", values.number(0, exclusive=True), "10"
+    )
+    http_body_timeout: float = _setting("HTTP_BODY_TIMEOUT", values.number(0, exclusive=True), "30")
+    http_max_connections: int = _setting("HTTP_MAX_CONNECTIONS", values.integer(8, 100000), "256")
+    shutdown_timeout: float = _setting("SHUTDOWN_TIMEOUT", values.number(0), "30")
+    history_retention_days: int = _setting("HISTORY_RETENTION_DAYS", values.integer(0), "90")
+    audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", values.integer(0), "365")
+    max_schedules_per_creator: int = _setting("MAX_SCHEDULES_PER_CREATOR", values.integer(0), "0")
+    log_level: str = _setting("LOG_LEVEL", values.choice(*LOG_LEVELS, upper=True), "INFO")
+    log_format: str = _setting("LOG_FORMAT", values.choice(*LOG_FORMATS), "auto")
+    startup_timeout: float = _setting("STARTUP_TIMEOUT", values.number(0), "60")
+    migrate_on_start: bool = _setting("MIGRATE_ON_START", values.boolean, "false")
+    retry_initial_delay: float = _setting("RETRY_INITIAL_DELAY", values.number(0), "1")
+    retry_backoff_base: float = _setting("RETRY_BACKOFF_BASE", values.number(1), "2")
+    retry_max_delay: float = _setting("RETRY_MAX_DELAY", values.number(0), "300")
+    retry_max_attempts: int = _setting("RETRY_MAX_ATTEMPTS", values.integer(1, 100), "3")
+    backfill_concurrency: int = _setting("BACKFILL_CONCURRENCY", values.integer(1, 1000), "1")
+    notify_default: Mapping[str, Any] = _setting("NOTIFY_DEFAULT", values.notify_rule, "{}")
+    notify_allowed_hosts: tuple[str, ...] = _setting("NOTIFY_ALLOWED_HOSTS", values.text_list, "")
+    notify_webhook_secret: str | None = _setting("NOTIFY_WEBHOOK_SECRET", values.optional_text, "")
+    notify_max_attempts: int = _setting("NOTIFY_MAX_ATTEMPTS", values.integer(1, 100), "5")
+    notify_rate_per_minute: int = _setting(
+        "NOTIFY_RATE_PER_MINUTE", values.integer(1, 100000), "30"
+    )
+    notify_check_interval: float = _setting("NOTIFY_CHECK_INTERVAL", values.number(0.1), "5")
     notify_dashboard_url: str | None = _setting(
-        "NOTIFY_DASHBOARD_URL", _optional_url("http", "https"), ""
+        "NOTIFY_DASHBOARD_URL", values.optional_url("http", "https"), ""
     )
-    notify_retention_days: int = _setting("NOTIFY_RETENTION_DAYS", _int(0), "30")
-    smtp_host: str | None = _setting("SMTP_HOST", _optional_text, "")
-    smtp_port: int = _setting("SMTP_PORT", _int(1, 65535), "587")
-    smtp_user: str | None = _setting("SMTP_USER", _optional_text, "")
-    smtp_password: str | None = _setting("SMTP_PASSWORD", _optional_text, "")
-    smtp_starttls: bool = _setting("SMTP_STARTTLS", _bool, "true")
-    smtp_from: str = _setting("SMTP_FROM", _text, "scheduler@localhost")
-    nats_url: str = _setting("NATS_URL", _nats_urls, "nats://127.0.0.1:4222")
+    notify_retention_days: int = _setting("NOTIFY_RETENTION_DAYS", values.integer(0), "30")
+    smtp_host: str | None = _setting("SMTP_HOST", values.optional_text, "")
+    smtp_port: int = _setting("SMTP_PORT", values.integer(1, 65535), "587")
+    smtp_user: str | None = _setting("SMTP_USER", values.optional_text, "")
+    smtp_password: str | None = _setting("SMTP_PASSWORD", values.optional_text, "")
+    smtp_starttls: bool = _setting("SMTP_STARTTLS", values.boolean, "true")
+    smtp_from: str = _setting("SMTP_FROM", values.text, "scheduler@localhost")
+    nats_url: str = _setting("NATS_URL", values.nats_urls, "nats://127.0.0.1:4222")
     nats_subject_allowlist: tuple[str, ...] = _setting(
-        "NATS_SUBJECT_ALLOWLIST", _subject_patterns, ""
+        "NATS_SUBJECT_ALLOWLIST", values.subject_patterns, ""
     )
-    nats_timeout: float = _setting("NATS_TIMEOUT", _float(0, exclusive=True), "5")
-    nats_creds_file: str | None = _setting("NATS_CREDS_FILE", _optional_file, "")
-    nats_tls_ca: str | None = _setting("NATS_TLS_CA", _optional_file, "")
+    nats_timeout: float = _setting("NATS_TIMEOUT", values.number(0, exclusive=True), "5")
+    nats_creds_file: str | None = _setting("NATS_CREDS_FILE", values.optional_file, "")
+    nats_tls_ca: str | None = _setting("NATS_TLS_CA", values.optional_file, "")
     # The celery job type (handlers/celery.py).
     celery_broker_url: str | None = _setting(
-        "CELERY_BROKER_URL", _optional_url("amqp", "amqps", "pyamqp", "redis", "rediss"), ""
+        "CELERY_BROKER_URL", values.optional_url("amqp", "amqps", "pyamqp", "redis", "rediss"), ""
     )
-    celery_result_backend: str | None = _setting("CELERY_RESULT_BACKEND", _celery_backend, "")
-    celery_task_allowlist: tuple[str, ...] = _setting("CELERY_TASK_ALLOWLIST", _list, "")
-    celery_timeout: float = _setting("CELERY_TIMEOUT", _float(0, exclusive=True), "10")
+    celery_result_backend: str | None = _setting("CELERY_RESULT_BACKEND", values.celery_backend, "")
+    celery_task_allowlist: tuple[str, ...] = _setting("CELERY_TASK_ALLOWLIST", values.text_list, "")
+    celery_timeout: float = _setting("CELERY_TIMEOUT", values.number(0, exclusive=True), "10")
 
     @property
     def redis_url(self) -> str:
@@ -327,7 +168,13 @@ class Settings:
 
 
 SECRET_VARIABLES = frozenset(
-    {"API_TOKEN", "REDIS_PASSWORD", "NOTIFY_WEBHOOK_SECRET", "SMTP_PASSWORD"}
+    {
+        "API_TOKEN",
+        "REDIS_PASSWORD",
+        "REDIS_SENTINEL_PASSWORD",
+        "NOTIFY_WEBHOOK_SECRET",
+        "SMTP_PASSWORD",
+    }
 )
 VARIABLES = tuple(item.metadata["env"] for item in fields(Settings))
 
@@ -366,6 +213,13 @@ def load_settings(
             f"DB_POOL_MIN_SIZE={settings.db_pool_min_size} is invalid: expected at most "
             f"DB_POOL_MAX_SIZE ({settings.db_pool_max_size})"
         )
+    problem = sentinel_settings_problem(
+        settings.redis_sentinels,
+        settings.redis_sentinel_master,
+        urlsplit(settings.redis_url).scheme,
+    )
+    if problem is not None:
+        raise ConfigurationError(problem)
     return settings
 
 

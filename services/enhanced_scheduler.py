@@ -32,6 +32,8 @@ from services.engine.liveness import instance_summaries, no_live_peers
 from services.engine.run_requests import CHANNEL as REQUEST_CHANNEL
 from services.errors import DatabaseError, DatabaseUnavailable, SchedulerError, StartupError
 from services.lock.client import lock_client
+from services.lock.sentinel import endpoint as redis_endpoint
+from services.lock.target import RedisTarget
 from services.log import configure_logging, get_logger, secrets_of
 from services.metrics import Metrics
 from services.model.occurrence import RunReport
@@ -79,7 +81,8 @@ class EnhancedScheduler:
         self.instance_id = s.instance_id
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics()
-        self.metrics_registry, self.redis_url = self.metrics.registry, s.redis_url  # for /metrics
+        self.metrics_registry = self.metrics.registry  # for /metrics
+        self.redis_target = RedisTarget.from_settings(s)  # for /ready's own client
         self.stop_event = threading.Event()
         self.started = False
         self.started_at: str | None = None
@@ -93,7 +96,7 @@ class EnhancedScheduler:
             pool_timeout=5.0,
         )
         self.redis: redis.Redis = lock_client(
-            s.redis_url, lock_timeout=s.lock_timeout, max_connections=s.redis_max_connections
+            self.redis_target, lock_timeout=s.lock_timeout, max_connections=s.redis_max_connections
         )
         self.store = ExecutionStore(self.db, self.instance_id, clock=self.clock)
         self.store.on_pending_change = self.metrics.pending_writes.set
@@ -217,7 +220,7 @@ class EnhancedScheduler:
         self.started = True
         self.started_at = self.clock.now().isoformat()
         sd_notify("READY=1")
-        log.info("scheduler.started", jobs_loaded=self.loader.count)
+        log.info("scheduler.started", jobs_loaded=self.loader.count, redis=str(self.redis_target))
 
     def run(self) -> int:
         """Block until SIGTERM/SIGINT (or stop()), then shut down. Returns the exit code."""
@@ -319,6 +322,7 @@ class EnhancedScheduler:
             "watcher": self.watcher.status(),
             "last_sync": self.api_sync.status(),
             "paused": self.pause.current.to_dict(),
+            "redis": redis_endpoint(self.redis),
         }
 
 

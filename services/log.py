@@ -63,6 +63,8 @@ def secrets_of(settings: Any) -> list[str | None]:
     """The secret values held by a Settings object."""
     secrets = [settings.api_token, settings.redis_password]
     secrets += url_passwords(settings.database_url)
+    # REDIS_URL's own password (REDIS_PASSWORD is unset then), and the sentinels' password.
+    secrets += [urlsplit(settings.redis_url).password, settings.redis_sentinel_password]
     # The celery job's broker and result backend (handlers/celery.py).
     for url in (settings.celery_broker_url, settings.celery_result_backend):
         secrets.append(urlsplit(url).password if url else None)

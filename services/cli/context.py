@@ -10,6 +10,7 @@ import redis
 
 from services.config import get_settings
 from services.lock.client import create_redis_client
+from services.lock.target import RedisTarget
 from services.notify.assembly import build_senders
 from services.notify.channels import ChannelAdmin
 from services.store.audit import AuditStore
@@ -32,7 +33,8 @@ def _pool() -> DatabaseConnection:
 @cache
 def redis_client() -> redis.Redis:
     settings = get_settings()
-    return create_redis_client(settings.redis_url, max_connections=4, socket_timeout=5.0)
+    target = RedisTarget.from_settings(settings)
+    return create_redis_client(target, max_connections=4, socket_timeout=5.0)
 
 
 def repository() -> ScheduleRepository:

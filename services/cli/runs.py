@@ -24,6 +24,7 @@ from services.cli.schedules import uuid_arg
 from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.liveness import instance_summaries
 from services.errors import ScheduleNotFound
+from services.lock.sentinel import endpoint as redis_endpoint
 from services.model.occurrence import RunReport
 from services.model.records import Execution
 from services.store.run_requests import RunRequest
@@ -248,9 +249,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     problems: list[str] = []
     instances: list[dict[str, Any]] = []
     locks: list[dict[str, Any]] = []
+    client = redis_client()
     try:
         instances = live_instances()
-        client = redis_client()
         prefix = key_prefix()
         for key in client.scan_iter(match=f"{prefix}lock:*", count=500):
             locks.append(
@@ -265,7 +266,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     pause = scheduler_state().get()
     running = [e.to_dict() for e in history().get_running_executions()]
     due = next_due(limit=10)
+    where = redis_endpoint(client)  # after the reads above: the master they reached
     report = {
+        "redis": where,
         "paused": pause.to_dict(),
         "instances": instances,
         "running_executions": running,
@@ -277,6 +280,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         print(describe_pause(pause))
+        print(f"redis ({where['mode']}): {where['master'] or 'not reached'}")
         print(f"\nlive instances: {len(instances)}")
         # `paused`: what each instance believes (it follows the pause within a second).
         print_table(instances, ["instance_id", "started_at", "jobs_loaded", "running", "paused"])

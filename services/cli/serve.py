@@ -20,6 +20,8 @@ from services.config import Settings, get_settings
 from services.engine.liveness import instance_summaries
 from services.errors import DatabaseUnavailable
 from services.lock.client import create_redis_client
+from services.lock.sentinel import endpoint as redis_endpoint
+from services.lock.target import RedisTarget
 from services.log import configure_logging, get_logger, secrets_of
 from services.store.pool import DatabaseConnection
 from services.web.assembly import api_context, build_web_server, open_api_pool
@@ -44,11 +46,11 @@ class ServeOps:
 
     def __init__(self, settings: Settings, db: DatabaseConnection, stop: threading.Event):
         self.metrics_registry = CollectorRegistry()
-        self.redis_url = settings.redis_url
+        self.redis_target = RedisTarget.from_settings(settings)
         self.db = db
         self.stop = stop
         self.settings = settings
-        self._redis = create_redis_client(settings.redis_url, max_connections=4, socket_timeout=5)
+        self._redis = create_redis_client(self.redis_target, max_connections=4, socket_timeout=5)
 
     def readiness_problem(self) -> str | None:
         return "stopping" if self.stop.is_set() else None
@@ -61,7 +63,12 @@ class ServeOps:
         return instance_summaries(self._redis, self.settings.redis_key_prefix)
 
     def status(self) -> dict[str, Any]:
-        return {"mode": "serve", "pid": os.getpid(), "schedules_anything": False}
+        return {
+            "mode": "serve",
+            "pid": os.getpid(),
+            "schedules_anything": False,
+            "redis": redis_endpoint(self._redis),
+        }
 
     def close(self) -> None:
         self._redis.close()

@@ -13,6 +13,7 @@ from services.cli.common import EXIT_OK, fail, print_json
 from services.config import Settings, load_settings
 from services.errors import ApiSyncError, SchedulerError
 from services.lock.client import create_redis_client
+from services.lock.target import RedisTarget
 from services.metrics import Metrics
 from services.store.pool import open_pool
 from services.store.schedules import ScheduleRepository
@@ -56,7 +57,7 @@ def _dry_run(schedules: ScheduleRepository, settings: Settings) -> SyncResult:
 
 
 def _sync(schedules: ScheduleRepository, settings: Settings) -> SyncResult | None:
-    client = create_redis_client(settings.redis_url, max_connections=2)
+    client = create_redis_client(RedisTarget.from_settings(settings), max_connections=2)
     try:
         service = ApiSyncService(schedules, client, settings, Metrics())
         return service.run(lock_wait=LOCK_WAIT_S)

@@ -27,6 +27,7 @@ import redis
 from services.engine.liveness_timing import LivenessTiming
 from services.errors import DatabaseError, DatabaseUnavailable
 from services.lock.keys import schedule_lock_key
+from services.lock.sentinel import MasterFollower
 from services.log import get_logger
 from services.store.executions import ExecutionStore
 from services.store.run_requests import RunRequestStore
@@ -113,6 +114,7 @@ class Heartbeat:
         self.monotonic = monotonic
         self.healthy = False
         self._script = redis_client.register_script(_BEAT_SCRIPT)
+        self._follower = MasterFollower(redis_client)
         self._state = threading.Lock()  # the beat thread writes what the reaper thread reads
         self._value: str | None = None  # what our last successful beat left in the key
         # When that beat's reply came. Gaps between replies show a stall of Redis or of us: a
@@ -128,6 +130,7 @@ class Heartbeat:
     def beat(self) -> None:
         fresh = f"{self.token}:{uuid.uuid4().hex[:12]}"
         try:
+            self._follower.check()  # with Sentinel: this beat, and what follows, on the master
             with self.redis.pipeline(transaction=False) as pipe:
                 self._script(keys=[self.key], args=[self.token, self.ttl_ms, fresh], client=pipe)
                 if self.describe is not None:

@@ -53,10 +53,13 @@ def ops_router(ops: OpsView, readiness: Readiness, clock: Clock) -> APIRouter:
         responses={503: {"description": "not ready; `reasons` says why", "content": JSON_BODY}},
     )
     async def ready() -> Response:
-        is_ready, reasons = await readiness.readiness()
+        is_ready, reasons, redis = await readiness.readiness()
         body: dict[str, Any] = {"ready": is_ready}
         if reasons:
             body["reasons"] = reasons
+        if redis.get("mode") == "sentinel":
+            # Which master the sentinels gave (host:port): after a failover, the new one.
+            body["redis_master"] = redis["master"]
         return json_response(200 if is_ready else 503, body)
 
     @router.get(

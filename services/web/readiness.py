@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry
 
 from services.clock import Clock
 from services.lock.client import create_redis_client
+from services.lock.sentinel import MasterFollower, endpoint
+from services.lock.target import RedisTarget
 from services.log import mask_secrets
 
 READY_CHECK_TIMEOUT = 2.0
@@ -30,7 +32,7 @@ class OpsView(Protocol):
     def metrics_registry(self) -> CollectorRegistry: ...
 
     @property
-    def redis_url(self) -> str: ...
+    def redis_target(self) -> RedisTarget: ...
 
     def readiness_problem(self) -> str | None:
         """Why the process itself is not ready ("not started", "stopping"), or None."""
@@ -52,9 +54,14 @@ def _problem(exc: BaseException) -> str:
 class CheckResult:
     problem: str | None
     latency_ms: float | None  # None: no answer within the deadline
+    details: dict[str, Any] = field(default_factory=dict)  # what the check saw (Redis: master)
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"ok": self.problem is None, "latency_ms": self.latency_ms}
+        body: dict[str, Any] = {
+            "ok": self.problem is None,
+            "latency_ms": self.latency_ms,
+            **self.details,
+        }
         if self.problem is not None:
             body["error"] = self.problem
         return body
@@ -67,14 +74,15 @@ class Readiness:
         self.timeout = timeout
         # A client of our own with short time-outs: a probe never waits on the scheduler's pool.
         self._redis: redis.Redis = create_redis_client(
-            ops.redis_url,
+            ops.redis_target,
             max_connections=2,
             socket_timeout=timeout / 2,
             connect_timeout=timeout / 2,
         )
+        self._follower = MasterFollower(self._redis)
         self._checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-ready-check")
         self._in_flight: dict[str, Future[CheckResult]] = {}
-        self._checkers: dict[str, Callable[[], None]] = {
+        self._checkers: dict[str, Callable[[], dict[str, Any] | None]] = {
             "database": ops.check_database,
             "redis": self._ping_redis,
         }
@@ -95,14 +103,15 @@ class Readiness:
                 results[name] = CheckResult(f"no answer within {self.timeout:g}s", None)
         return results
 
-    async def readiness(self) -> tuple[bool, list[str]]:
-        """(ready, reasons): every check that fails, named by what failed."""
+    async def readiness(self) -> tuple[bool, list[str], dict[str, Any]]:
+        """(ready, reasons, redis): every check that fails, named by what failed, and where
+        the Redis probe found its server (with Sentinel: the master now in use)."""
         results = await self.check_all()
         reasons = [f"{n}: {r.problem}" for n, r in results.items() if r.problem]
         problem = self.ops.readiness_problem()
         if problem:
             reasons.append(f"scheduler: {problem}")
-        return not reasons, reasons
+        return not reasons, reasons, results["redis"].details
 
     def _start(self, name: str) -> Future[CheckResult]:
         # Called on the event loop's thread only, so the in-flight table needs no lock.
@@ -112,15 +121,21 @@ class Readiness:
             self._in_flight[name] = future
         return future
 
-    def _timed(self, check: Callable[[], None]) -> CheckResult:
+    def _timed(self, check: Callable[[], dict[str, Any] | None]) -> CheckResult:
         started = self.clock.monotonic()
+        details: dict[str, Any] | None = None
         try:
-            check()
+            details = check()
         except Exception as exc:
             problem: str | None = _problem(exc)
         else:
             problem = None
-        return CheckResult(problem, round((self.clock.monotonic() - started) * 1000, 2))
+        latency = round((self.clock.monotonic() - started) * 1000, 2)
+        return CheckResult(problem, latency, details or {})
 
-    def _ping_redis(self) -> None:
+    def _ping_redis(self) -> dict[str, Any]:
+        self._follower.check()  # a probe names the master the sentinels name now
         self._redis.ping()
+        # After the ping the pool knows the master it reached (Sentinel asks on each connect).
+        where = endpoint(self._redis)
+        return {"mode": where["mode"], "master": where["master"]}

@@ -52,19 +52,24 @@ class RedisServer:
         executable: str = "redis-server",
         startup_timeout: float = 10.0,
         extra_args: tuple[str, ...] = (),
+        password: str | None = None,
+        config_file: Path | None = None,
     ):
         self.port = port if port is not None else free_port()
         self.host = "127.0.0.1"
         self.executable = executable
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args
+        self.password = password  # requirepass, and masterauth for when it becomes a replica
+        self.config_file = config_file  # read first (a sentinel's, which it rewrites)
         self.dir = Path(tempfile.mkdtemp(prefix="test-redis-"))
         self.paused = False
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -74,8 +79,10 @@ class RedisServer:
         """Start the server (again, on the same port) and wait until it answers PING."""
         if self.running:
             raise RuntimeError(f"redis-server on port {self.port} is already running")
+        auth = ("--requirepass", self.password, "--masterauth", self.password)
         args = [
             self.executable,
+            *([str(self.config_file)] if self.config_file is not None else []),
             "--port", str(self.port),
             "--bind", self.host,
             "--save", "",
@@ -83,6 +90,7 @@ class RedisServer:
             "--daemonize", "no",
             "--dir", str(self.dir),
             "--logfile", str(self.dir / "redis.log"),
+            *(auth if self.password else ()),
             *self.extra_args,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
@@ -108,6 +116,17 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout)
+        self._proc = None
+        self.paused = False
+
+    def kill(self) -> None:
+        """SIGKILL by PID, as a crashed host would go (nothing flushed, no goodbye)."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5.0)
         self._proc = None
         self.paused = False
 
@@ -176,6 +195,13 @@ class RedisServer:
     def _answers_ping(self) -> bool:
         with contextlib.suppress(OSError):
             with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+                auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+                sock.sendall(auth + b"PING\r\n")
+                reply = b""
+                while reply.count(b"\r\n") < (2 if self.password else 1):
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        break
+                    reply += chunk
+                return reply.endswith(b"+PONG\r\n")
         return False

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.config import VARIABLES, load_settings, mask_url
 from services.errors import ConfigurationError
+from services.log import secrets_of
+from services.model.redis_sentinels import split_host_port
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -87,3 +91,65 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: pytest.TempPathFactor
 def test_mask_url() -> None:
     assert mask_url("postgresql://u:secret@h:5/d") == "postgresql://u:***@h:5/d"
     assert mask_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+SENTINELS = {"REDIS_SENTINELS": " 10.0.0.1:26379, sentinel-b:26380,[::1]:26381 "}
+
+
+def test_sentinel_settings_and_their_split() -> None:
+    s = load_settings(
+        {**SENTINELS, "REDIS_SENTINEL_MASTER": "mymaster", "REDIS_SENTINEL_PASSWORD": "s3nt"},
+        env_file="",
+    )
+    assert s.redis_sentinels == ("10.0.0.1:26379", "sentinel-b:26380", "[::1]:26381")
+    assert [split_host_port(e) for e in s.redis_sentinels] == [
+        ("10.0.0.1", 26379),
+        ("sentinel-b", 26380),
+        ("::1", 26381),
+    ]
+    view = s.public_view()
+    assert view["REDIS_SENTINEL_PASSWORD"] == "***" and "s3nt" not in str(view)
+    assert view["REDIS_SENTINELS"] == list(s.redis_sentinels)
+    plain = load_settings({}, env_file="")
+    assert (plain.redis_sentinels, plain.redis_sentinel_master) == ((), None)
+
+
+@pytest.mark.parametrize("entry", ["sentinel-b", "h:0", "h:70000", "h:port", ":26379", "a b:1"])
+def test_a_bad_sentinel_entry_is_named(entry: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(
+            {"REDIS_SENTINELS": f"good:26379,{entry}", "REDIS_SENTINEL_MASTER": "m"}, env_file=""
+        )
+    message = str(info.value)
+    assert message.startswith("REDIS_SENTINELS=") and f"{entry!r} is not one" in message
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (SENTINELS, "REDIS_SENTINEL_MASTER is missing"),
+        ({"REDIS_SENTINEL_MASTER": "mymaster"}, "REDIS_SENTINEL_MASTER='mymaster' is set but"),
+        (
+            {**SENTINELS, "REDIS_SENTINEL_MASTER": "m", "REDIS_URL": "unix:///tmp/redis.sock"},
+            "REDIS_URL (unix://) is invalid with REDIS_SENTINELS",
+        ),
+    ],
+)
+def test_sentinel_settings_that_cannot_work_together(
+    environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
+        load_settings(environ, env_file="")
+
+
+def test_the_sentinel_and_redis_url_passwords_are_masked_in_logs() -> None:
+    s = load_settings(
+        {
+            **SENTINELS,
+            "REDIS_SENTINEL_MASTER": "m",
+            "REDIS_SENTINEL_PASSWORD": "sentinel-s3cret",
+            "REDIS_URL": "redis://:url-s3cret@ignored:6379/2",
+        },
+        env_file="",
+    )
+    assert {"sentinel-s3cret", "url-s3cret"} <= set(secrets_of(s))

@@ -29,7 +29,7 @@ YEAR_FIELD_SEARCH_YEARS = 130
 _MAX_BOUND = 4096  # rules a HashedCron keeps for the rows that share them
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MonthEnd:
     """A day counted from the end of each month: `before` days before the last one (Quartz
     `L-n`; a month without such a day has none), or the last weekday, Monday to Friday (`LW`)."""
@@ -62,7 +62,7 @@ class MonthEnd:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per distinct expression: no __dict__
 class CronRule:
     expression: str  # croniter's syntax, fields joined by single spaces
     seconds_first: bool  # 6 or 7 fields
@@ -85,7 +85,7 @@ class CronRule:
         return found
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hashed:
     """An H token: a value drawn from [low, high], or with `step` a start drawn from the first
     `step` values of [low, high], then every `step` up to `high`."""
@@ -126,7 +126,7 @@ def render(fields: Fields, values: Mapping[Hashed, int] | None = None) -> str:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HashedCron:
     """A cron expression with H tokens; `bind(schedule_id)` is the rule of one schedule. Used as
     a rule itself, it is the rule of the schedule without an id (as validation sees it)."""

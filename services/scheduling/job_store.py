@@ -19,6 +19,11 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 from apscheduler.util import datetime_to_utc_timestamp
 
+# Every schedule job is called with its id alone (the executor passes run_times itself), so
+# they share one empty kwargs mapping instead of holding one each (64 B a job). Nothing
+# modifies a job's kwargs: our jobs are replaced, never modified in place.
+_NO_KWARGS: dict[str, Any] = {}
+
 
 def build_job(
     scheduler: Any,
@@ -42,7 +47,7 @@ def build_job(
     job.trigger = trigger
     job.executor = executor
     job.args = args
-    job.kwargs = {}
+    job.kwargs = _NO_KWARGS
     job.name = name
     job.misfire_grace_time = None  # checked by the runner, per schedule
     job.coalesce = False  # coalescing is done (and recorded) by the fire callback
@@ -55,7 +60,9 @@ class HeapJobStore(BaseJobStore):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self._jobs: dict[str, Job] = {}
-        self._current: dict[str, tuple[float, int]] = {}  # job id -> its live heap entry key
+        # job id -> the sequence number of its live heap entry: numbers are never reused, so the
+        # number alone tells a live entry from a stale one (no per-job tuple, ~80 B a job).
+        self._current: dict[str, int] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._sequence = itertools.count()
         self._lock = threading.RLock()
@@ -67,18 +74,18 @@ class HeapJobStore(BaseJobStore):  # type: ignore[misc]
         if job.next_run_time is None:  # a paused job: kept, never due
             self._current.pop(job.id, None)
             return
-        entry = (datetime_to_utc_timestamp(job.next_run_time), next(self._sequence))
-        self._current[job.id] = entry
-        heapq.heappush(self._heap, (*entry, job.id))
+        sequence = next(self._sequence)
+        self._current[job.id] = sequence
+        heapq.heappush(self._heap, (datetime_to_utc_timestamp(job.next_run_time), sequence, job.id))
         if len(self._heap) > 2 * len(self._current) + 1024:  # too many stale entries: compact
-            self._heap = [(*e, job_id) for job_id, e in self._current.items()]
+            self._heap = [entry for entry in self._heap if self._current.get(entry[2]) == entry[1]]
             heapq.heapify(self._heap)
 
     def _top(self) -> tuple[float, int, str] | None:
         """The earliest live heap entry, dropping stale ones on the way."""
         while self._heap:
-            timestamp, seq, job_id = self._heap[0]
-            if self._current.get(job_id) == (timestamp, seq):
+            _, seq, job_id = self._heap[0]
+            if self._current.get(job_id) == seq:
                 return self._heap[0]
             heapq.heappop(self._heap)
         return None

@@ -21,6 +21,8 @@ from hashlib import sha256
 
 from croniter import CroniterBadDateError, croniter
 
+from services.model.cron_fields import PlainCron, plain_cron
+
 _SECOND = timedelta(seconds=1)
 # croniter stops searching after this many years without a match, so a search can never spin.
 CRON_SEARCH_YEARS = 50
@@ -203,6 +205,24 @@ class _CronEngine:
             return found
 
 
+class _PlainEngine:
+    """A plain expression's matcher (`model.cron_fields`): croniter's answers, without croniter."""
+
+    __slots__ = ("_plain", "_search_years")
+
+    def __init__(self, plain: PlainCron, search_years: int) -> None:
+        self._plain = plain
+        self._search_years = search_years
+
+    def next_after(self, after: datetime) -> datetime | None:
+        return self._plain.next_after(after, self._search_years)
+
+
 @lru_cache(maxsize=4096)
-def cron_engine(expression: str, seconds_first: bool, search_years: int) -> _CronEngine:
+def cron_engine(
+    expression: str, seconds_first: bool, search_years: int
+) -> _CronEngine | _PlainEngine:
+    plain = plain_cron(expression, seconds_first)
+    if plain is not None:
+        return _PlainEngine(plain, search_years)
     return _CronEngine(expression, seconds_first, search_years)

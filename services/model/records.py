@@ -73,6 +73,9 @@ class Schedule:
 
 
 _VOCABULARY_COLUMNS = ("frequency", "job_type", "source", "last_status")
+# Rows inserted or run together share these instants (a bulk insert's updated_at, every "daily
+# at 02:00" row's next_run): one object each instead of 48 B per row and column.
+_INSTANT_COLUMNS = ("next_run", "last_run", "created_at", "updated_at")
 
 
 def schedules_from_json_text(
@@ -89,9 +92,10 @@ def schedules_from_json_text(
     decode_time_config=False (the start-up load) leaves `time_config` None and keeps only its
     text: the parser reads the text, nothing after it reads the dict, and at 100,000 varied
     rows the dicts held ~500 B per schedule. The vocabulary columns are interned, so 100,000
-    rows share a few strings instead of holding one copy each."""
+    rows share a few strings instead of holding one copy each, and equal instants one object."""
     decoded: dict[str, Any] = {}
     strings: dict[str, str] = {}
+    instants: dict[tuple[datetime, Any], datetime] = {}  # keyed with the zone: equal is not same
 
     def value_of(text: str | None) -> Any:
         if text is None:
@@ -110,6 +114,9 @@ def schedules_from_json_text(
         for column in _VOCABULARY_COLUMNS:
             if isinstance(value := row.get(column), str):
                 row[column] = intern(value)
+        for column in _INSTANT_COLUMNS:
+            if isinstance(value := row.get(column), datetime):
+                row[column] = instants.setdefault((value, value.tzinfo), value)
         if "notify_json" in row:
             row["notify"] = value_of(row.pop("notify_json"))
         schedules.append(Schedule(**row, time_config_json=config_text))

@@ -125,3 +125,18 @@ def test_a_parsed_record_lets_go_of_its_config_text() -> None:
     loaded = Catalog("UTC").parse(schedule)
     assert loaded.schedule is schedule and schedule.time_config_json is None
     assert loaded.spec.period is not None and loaded.spec.period.total_seconds() == 5
+
+
+def test_equal_instants_are_one_object_and_keep_their_zone() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    elsewhere = at.astimezone(timezone(timedelta(hours=2)))  # equal, but another offset
+    rows = [
+        {**_row('{"seconds": 5}'), "updated_at": datetime(2026, 5, 1, 12, tzinfo=UTC)},
+        {**_row('{"seconds": 5}'), "updated_at": datetime(2026, 5, 1, 12, tzinfo=UTC)},
+        {**_row('{"seconds": 5}'), "updated_at": elsewhere},
+    ]
+    first, second, third = schedules_from_json_text(rows, load_json, decode_time_config=False)
+    assert first.updated_at is second.updated_at and first.updated_at == at
+    assert third.updated_at is elsewhere and third.updated_at.isoformat().endswith("+02:00")

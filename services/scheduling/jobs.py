@@ -77,10 +77,9 @@ class JobTable:
         *,
         first: datetime,
         fire: Callable[..., Any],
-        name: str,
     ) -> None:
-        """Add or replace the job of a schedule; it calls `fire(job_id, run_times=[...])`.
-        `name` is not kept (the job's name is its id): 100,000 schedules need no second label."""
+        """Add or replace the job of a schedule; it calls `fire(job_id, run_times=[...])`. The
+        job's name is its id: 100,000 schedules need no second label."""
         # The scheduler's own lock: its loop must not interleave with this replacement.
         with self._scheduler._jobstores_lock:
             self.store.put_schedule(job_id, spec, fire, first)

@@ -185,7 +185,7 @@ class ScheduleLoader:
                 self._clear_mark(sid)
             self.catalog.put(loaded)
             job_id = loaded.spec.schedule_id or str(sid)
-            self.jobs.put(job_id, loaded.spec, first=first, fire=self.fire, name=schedule.domain)
+            self.jobs.put(job_id, loaded.spec, first=first, fire=self.fire)
         if verbose:  # a bulk load logs one summary instead (a line each would dominate it)
             log.info(
                 "schedule.loaded" if current is None else "schedule.updated",

@@ -83,4 +83,5 @@ class Catalog:
             created_at=schedule.created_at,
             config_json=schedule.time_config_json,
         )
+        schedule.release_config_text()
         return LoadedSchedule(schedule, spec)

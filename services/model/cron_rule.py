@@ -21,6 +21,8 @@ from hashlib import sha256
 
 from croniter import CroniterBadDateError, croniter
 
+from services.model.cron_fields import PlainCron, plain_cron
+
 _SECOND = timedelta(seconds=1)
 # croniter stops searching after this many years without a match, so a search can never spin.
 CRON_SEARCH_YEARS = 50
@@ -29,7 +31,7 @@ YEAR_FIELD_SEARCH_YEARS = 130
 _MAX_BOUND = 4096  # rules a HashedCron keeps for the rows that share them
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MonthEnd:
     """A day counted from the end of each month: `before` days before the last one (Quartz
     `L-n`; a month without such a day has none), or the last weekday, Monday to Friday (`LW`)."""
@@ -62,7 +64,7 @@ class MonthEnd:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per distinct expression: no __dict__
 class CronRule:
     expression: str  # croniter's syntax, fields joined by single spaces
     seconds_first: bool  # 6 or 7 fields
@@ -85,7 +87,7 @@ class CronRule:
         return found
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hashed:
     """An H token: a value drawn from [low, high], or with `step` a start drawn from the first
     `step` values of [low, high], then every `step` up to `high`."""
@@ -126,7 +128,7 @@ def render(fields: Fields, values: Mapping[Hashed, int] | None = None) -> str:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HashedCron:
     """A cron expression with H tokens; `bind(schedule_id)` is the rule of one schedule. Used as
     a rule itself, it is the rule of the schedule without an id (as validation sees it)."""
@@ -203,6 +205,24 @@ class _CronEngine:
             return found
 
 
+class _PlainEngine:
+    """A plain expression's matcher (`model.cron_fields`): croniter's answers, without croniter."""
+
+    __slots__ = ("_plain", "_search_years")
+
+    def __init__(self, plain: PlainCron, search_years: int) -> None:
+        self._plain = plain
+        self._search_years = search_years
+
+    def next_after(self, after: datetime) -> datetime | None:
+        return self._plain.next_after(after, self._search_years)
+
+
 @lru_cache(maxsize=4096)
-def cron_engine(expression: str, seconds_first: bool, search_years: int) -> _CronEngine:
+def cron_engine(
+    expression: str, seconds_first: bool, search_years: int
+) -> _CronEngine | _PlainEngine:
+    plain = plain_cron(expression, seconds_first)
+    if plain is not None:
+        return _PlainEngine(plain, search_years)
     return _CronEngine(expression, seconds_first, search_years)

@@ -34,6 +34,7 @@ from math import prod
 
 from croniter import croniter
 
+from services.model.cron_fields import plain_cron
 from services.model.cron_rule import (
     CRON_SEARCH_YEARS,
     YEAR_FIELD_SEARCH_YEARS,
@@ -236,8 +237,11 @@ def _month_end(day_of_month: str, day_of_week: str) -> MonthEnd | None:
 
 
 def _croniter_refuses(fields: Fields, seconds_first: bool) -> str | None:
+    expression = render(fields)
+    if plain_cron(expression, seconds_first) is not None:
+        return None  # plain syntax is a part of croniter's (model.cron_fields): no need to ask
     try:
-        croniter.expand(render(fields), second_at_beginning=seconds_first)
+        croniter.expand(expression, second_at_beginning=seconds_first)
     except (ValueError, TypeError, KeyError) as error:  # croniter's errors subclass ValueError
         return str(error) or type(error).__name__
     return None

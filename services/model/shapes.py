@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from services.model.cron_syntax import read_cron
@@ -27,6 +28,23 @@ MAX_INTERVAL = 3650 * 86_400  # ten years: keeps anchor + k * period far from da
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_NUMBERS = {name: n for n, day in enumerate(_DAYS) for name in (day, day[:3])}
 _DAY_HINT = "a day name (monday-sunday or mon-sun, any case)"
+_T = TypeVar("_T")
+# Rows of a varied install repeat these frozen values (one start_date for a batch of rows, a
+# "daily at 02:00" rule, an interval of one hour) while their configuration texts differ, so the
+# parse cache does not share them: equal values are shared here, up to a bound, instead of held
+# once per row (at 100,000 varied rows, ~100 B per schedule).
+_SHARED: dict[object, object] = {}
+_MAX_SHARED = 65_536
+
+
+def shared(value: _T) -> _T:
+    """`value`, or an equal one seen before (frozen values only: rules, UTC instants, periods)."""
+    found = _SHARED.get(value)
+    if found is not None:
+        return found  # type: ignore[return-value]  # equal, hence of the same type
+    if len(_SHARED) < _MAX_SHARED:
+        _SHARED[value] = value
+    return value
 
 
 @dataclass(frozen=True)
@@ -100,8 +118,8 @@ class Reader:
             return None
         try:
             if parsed.tzinfo is None:
-                return resolve_wall(parsed, self.zone)
-            return parsed.astimezone(UTC)
+                return shared(resolve_wall(parsed, self.zone))
+            return shared(parsed.astimezone(UTC))
         except (OverflowError, ValueError):  # e.g. 0001-01-01T00:00:00+14:00 is before year 1
             self.problems.append(
                 f"time_config.{key} {value!r} is out of the supported range of dates"
@@ -142,7 +160,7 @@ def _interval(r: Reader) -> Shape | None:
             f"got {total}"
         )
         return None
-    return Shape(period=timedelta(seconds=total))
+    return Shape(period=shared(timedelta(seconds=total)))
 
 
 def _once(r: Reader) -> Shape | None:
@@ -152,12 +170,12 @@ def _once(r: Reader) -> Shape | None:
 
 def _hourly(r: Reader) -> Shape | None:
     minute = r.integer("minute", 0, 59, default=0)
-    return None if minute is None else Shape(rule=HourlyRule(minute))
+    return None if minute is None else Shape(rule=shared(HourlyRule(minute)))
 
 
 def _daily(r: Reader) -> Shape | None:
     hour, minute = r.hour_minute()
-    return None if hour is None or minute is None else Shape(rule=DailyRule(hour, minute))
+    return None if hour is None or minute is None else Shape(rule=shared(DailyRule(hour, minute)))
 
 
 def _weekday(r: Reader, label: str, value: object) -> int | None:
@@ -187,7 +205,7 @@ def _weekly(r: Reader) -> Shape | None:
     if hour is None or minute is None or not days or None in days:
         return None
     weekdays = tuple(sorted({day for day in days if day is not None}))
-    return Shape(rule=WeeklyRule(hour, minute, weekdays))
+    return Shape(rule=shared(WeeklyRule(hour, minute, weekdays)))
 
 
 def _monthly(r: Reader) -> Shape | None:
@@ -203,7 +221,7 @@ def _monthly(r: Reader) -> Shape | None:
         return None
     if hour is None or minute is None:
         return None
-    return Shape(rule=MonthlyRule(day_number, hour, minute))
+    return Shape(rule=shared(MonthlyRule(day_number, hour, minute)))
 
 
 SHAPES: dict[str, Callable[[Reader], Shape | None]] = {

@@ -45,7 +45,7 @@ class WallRule(Protocol):
     def next_local(self, after: datetime) -> datetime | None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HourlyRule:
     minute: int
 
@@ -58,7 +58,7 @@ class HourlyRule:
         return candidate if candidate > after else candidate + _HOUR
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DailyRule:
     hour: int
     minute: int
@@ -72,7 +72,7 @@ class DailyRule:
         return candidate if candidate > after else candidate + _DAY
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WeeklyRule:
     hour: int
     minute: int
@@ -94,7 +94,7 @@ class WeeklyRule:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MonthlyRule:
     day: int | None  # None = the last day of each month
     hour: int

@@ -18,14 +18,13 @@ from apscheduler.triggers.date import DateTrigger
 
 from services.model.spec import ScheduleSpec
 from services.scheduling.executor import DispatchCallback, OccurrenceExecutor, OverlapCallback
-from services.scheduling.job_store import HeapJobStore, build_job
-from services.scheduling.trigger import ScheduleTrigger
+from services.scheduling.job_store import HeapJobStore
 
 
 class JobTable:
     def __init__(self, *, max_workers: int, max_instances: int) -> None:
         self.max_instances = max_instances
-        self.store = HeapJobStore()
+        self.store = HeapJobStore(max_instances)
         self.executor = OccurrenceExecutor(
             max_workers, on_overlap=_unrouted, dispatch=_unrouted_dispatch
         )
@@ -78,22 +77,12 @@ class JobTable:
         *,
         first: datetime,
         fire: Callable[..., Any],
-        name: str,
     ) -> None:
-        """Add or replace the job of a schedule; it calls `fire(job_id, run_times=[...])`."""
-        job = build_job(
-            self._scheduler,
-            job_id=job_id,
-            func=fire,
-            trigger=ScheduleTrigger(spec),
-            args=(job_id,),
-            name=name,
-            next_run_time=first,
-            max_instances=self.max_instances,
-        )
+        """Add or replace the job of a schedule; it calls `fire(job_id, run_times=[...])`. The
+        job's name is its id: 100,000 schedules need no second label."""
         # The scheduler's own lock: its loop must not interleave with this replacement.
         with self._scheduler._jobstores_lock:
-            self.store.put_job(job)
+            self.store.put_schedule(job_id, spec, fire, first)
 
     def discard(self, job_id: str) -> bool:
         with self._scheduler._jobstores_lock:
@@ -101,8 +90,7 @@ class JobTable:
 
     def pending_fire(self, job_id: str) -> datetime | None:
         """The job's next fire time as the scheduler holds it (None when it has no job)."""
-        job = self.store.lookup_job(job_id)
-        return None if job is None else job.next_run_time
+        return self.store.next_run_time_of(job_id)
 
     def add_once(
         self, job_id: str, due: datetime, func: Callable[..., Any], args: tuple[Any, ...]

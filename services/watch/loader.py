@@ -17,6 +17,7 @@ from uuid import UUID
 
 from services.clock import Clock
 from services.errors import DatabaseError, DatabaseUnavailable, InvalidScheduleError
+from services.heap import release_free_memory
 from services.log import get_logger
 from services.metrics import Metrics
 from services.model.catalog import Catalog
@@ -136,6 +137,8 @@ class ScheduleLoader:
                         attempt=attempt + 1,
                         rows=len(chunk),
                     )
+        del pairs[:]  # the caller's list: its 100,000 writes are done with
+        release_free_memory()  # what the writes' parameters and results took, back to the system
 
     def remove(self, schedule_id: UUID) -> bool:
         with self._lock:
@@ -182,7 +185,7 @@ class ScheduleLoader:
                 self._clear_mark(sid)
             self.catalog.put(loaded)
             job_id = loaded.spec.schedule_id or str(sid)
-            self.jobs.put(job_id, loaded.spec, first=first, fire=self.fire, name=schedule.domain)
+            self.jobs.put(job_id, loaded.spec, first=first, fire=self.fire)
         if verbose:  # a bulk load logs one summary instead (a line each would dominate it)
             log.info(
                 "schedule.loaded" if current is None else "schedule.updated",

@@ -21,6 +21,7 @@ from uuid import UUID
 
 from services.clock import Clock
 from services.errors import DatabaseError, DatabaseUnavailable
+from services.heap import release_free_memory
 from services.log import get_logger
 from services.metrics import Metrics
 from services.model.records import Schedule
@@ -86,12 +87,15 @@ class ScheduleWatcher:
         gc.disable()
         try:
             rows = self.schedules.all_schedules()
+            scanned = len(rows)
             outcomes = self._apply(rows, catch_up=catch_up, background=True)
+            del rows  # the records live on in the catalog; the list was the load's own
         finally:
             if gc_enabled:
                 gc.enable()
             gc.freeze()  # no collection first: it took most of a second, for little garbage
-        self._record_pass("initial", started, outcomes, len(rows))
+        release_free_memory()  # the load's temporaries, freed, still count as resident
+        self._record_pass("initial", started, outcomes, scanned)
         return outcomes
 
     def start(self) -> None:

@@ -45,6 +45,12 @@ def job_of(s: EnhancedScheduler, schedule_id: uuid.UUID) -> Any:
     return s.jobs.get_job(str(schedule_id))
 
 
+def stored_job(s: EnhancedScheduler, schedule_id: uuid.UUID) -> Any:
+    """What the job store holds for a schedule (a Job is built from it on each lookup, so
+    "untouched" means this object is still the same one)."""
+    return s.jobs.store._jobs.get(str(schedule_id))
+
+
 def test_every_config_column_edit_is_applied_and_unrelated_jobs_are_untouched(
     database_url: str, scheduler: EnhancedScheduler
 ) -> None:
@@ -53,7 +59,8 @@ def test_every_config_column_edit_is_applied_and_unrelated_jobs_are_untouched(
     profile = uuid.uuid4()
     sql(database_url, "INSERT INTO scan_profiles (profile_id, name) VALUES (%s, 'p')", (profile,))
     assert scheduler.watcher.incremental_pass()["added"] == 2
-    bystander_job = job_of(scheduler, bystander)
+    bystander_job = stored_job(scheduler, bystander)
+    assert bystander_job is not None
     edits = [
         ("domain = 'other.com'", None),
         ("name = 'renamed'", None),
@@ -73,7 +80,7 @@ def test_every_config_column_edit_is_applied_and_unrelated_jobs_are_untouched(
         loaded = scheduler.loader.get(target)
         assert loaded is not None
         assert loaded.schedule.config_hash == schedule_row(database_url, target)["config_hash"]
-        assert job_of(scheduler, bystander) is bystander_job
+        assert stored_job(scheduler, bystander) is bystander_job
     assert scheduler.loader.get(target).schedule.frequency == "hourly"  # type: ignore[union-attr]
 
     sql(database_url, "UPDATE schedules SET enabled = false WHERE schedule_id = %s", (target,))
@@ -85,7 +92,7 @@ def test_every_config_column_edit_is_applied_and_unrelated_jobs_are_untouched(
     sql(database_url, "DELETE FROM schedules WHERE schedule_id = %s", (target,))
     assert scheduler.watcher.incremental_pass() == {"removed": 1}
     assert job_of(scheduler, target) is None
-    assert job_of(scheduler, bystander) is bystander_job
+    assert stored_job(scheduler, bystander) is bystander_job
 
     # The daemon's own writes are not edits.
     sql(

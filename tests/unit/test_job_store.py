@@ -54,3 +54,34 @@ def test_conflicts_lookups_and_stale_entries() -> None:
     assert store.get_next_run_time() == T0 + timedelta(seconds=5009)
     assert store.discard_job("x") and not store.discard_job("x")
     assert store.get_next_run_time() is None and store.get_due_jobs(T0 + timedelta(days=1)) == []
+
+
+def test_schedule_jobs_are_kept_as_entries_and_handed_out_as_jobs() -> None:
+    from services.model.spec import parse_schedule
+    from services.scheduling.job_store import ScheduleEntry
+    from services.scheduling.trigger import ScheduleTrigger
+
+    spec = parse_schedule("interval", {"seconds": 60}, schedule_id="s1", created_at=T0)
+    store = HeapJobStore(max_instances=3)
+    store.put_schedule("s1", spec, print, T0 + timedelta(seconds=1))
+    store.add_job(job("retry", 2))  # a DateTrigger job stays a Job
+    assert isinstance(store._jobs["s1"], ScheduleEntry)
+    assert not isinstance(store._jobs["retry"], ScheduleEntry)
+    (due, retry) = store.get_due_jobs(T0 + timedelta(seconds=5))
+    assert (due.id, due.args, due.kwargs, due.func, due.max_instances) == (
+        "s1",
+        ("s1",),
+        {},
+        print,
+        3,
+    )
+    assert isinstance(due.trigger, ScheduleTrigger) and due.trigger.spec is spec
+    assert retry.id == "retry"
+    # The scheduler reschedules what it got: the store keeps the new time, as an entry again.
+    due.next_run_time = T0 + timedelta(seconds=61)
+    store.update_job(due)
+    assert isinstance(store._jobs["s1"], ScheduleEntry)
+    assert store.next_run_time_of("s1") == T0 + timedelta(seconds=61)
+    assert store.lookup_job("s1").next_run_time == T0 + timedelta(seconds=61)  # type: ignore[union-attr]
+    assert [j.id for j in store.get_due_jobs(T0 + timedelta(seconds=5))] == ["retry"]
+    assert store.next_run_time_of("missing") is None and store.lookup_job("missing") is None

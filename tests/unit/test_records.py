@@ -99,3 +99,44 @@ def test_vocabulary_columns_are_interned() -> None:
     rows = [{**_row('{"seconds": 5}'), "frequency": "".join(["inter", "val"])} for _ in range(2)]
     first, second = schedules_from_json_text(rows, load_json, decode_time_config=False)
     assert first.frequency is second.frequency
+
+
+def test_payload_keys_and_short_values_are_shared_between_rows() -> None:
+    texts = [
+        json.dumps({"callable": "pkg.mod:fn", "target": f"site-{i}", "url": "x" * 80})
+        for i in range(2)
+    ]
+    rows = [_row('{"seconds": 5}', payload=text) for text in texts]
+    first, second = schedules_from_json_text(rows, load_json, decode_time_config=False)
+    assert first.payload == json.loads(texts[0]) and second.payload == json.loads(texts[1])
+    (key_a, *_), (key_b, *_) = first.payload, second.payload
+    assert key_a is key_b  # one "callable" for every row
+    assert first.payload["callable"] is second.payload["callable"]
+    assert first.payload["url"] == second.payload["url"]
+    assert first.payload["url"] is not second.payload["url"]  # long values are left alone
+
+
+def test_a_parsed_record_lets_go_of_its_config_text() -> None:
+    from services.model.catalog import Catalog
+
+    (schedule,) = schedules_from_json_text(
+        [_row('{"seconds": 5}')], load_json, decode_time_config=False
+    )
+    loaded = Catalog("UTC").parse(schedule)
+    assert loaded.schedule is schedule and schedule.time_config_json is None
+    assert loaded.spec.period is not None and loaded.spec.period.total_seconds() == 5
+
+
+def test_equal_instants_are_one_object_and_keep_their_zone() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    elsewhere = at.astimezone(timezone(timedelta(hours=2)))  # equal, but another offset
+    rows = [
+        {**_row('{"seconds": 5}'), "updated_at": datetime(2026, 5, 1, 12, tzinfo=UTC)},
+        {**_row('{"seconds": 5}'), "updated_at": datetime(2026, 5, 1, 12, tzinfo=UTC)},
+        {**_row('{"seconds": 5}'), "updated_at": elsewhere},
+    ]
+    first, second, third = schedules_from_json_text(rows, load_json, decode_time_config=False)
+    assert first.updated_at is second.updated_at and first.updated_at == at
+    assert third.updated_at is elsewhere and third.updated_at.isoformat().endswith("+02:00")

@@ -17,13 +17,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from bench.bench_engine import WORKERS, bookkeeping_floor
+from bench.bench_engine import WORKERS, bookkeeping_floor, wait_for_runs
 from bench.bench_memory import wait_next_run_complete
 from bench.bench_spawn import bare_run, spawn_rate
 from bench.bench_watcher import daemon_subprocess
@@ -138,7 +137,7 @@ def _burst(*, n_other: int) -> Burst:
                         (Jsonb({"run_at": fire_at.isoformat()}), Jsonb({"argv": ["true"]}), K),
                     ).fetchall()
                 ]
-            rows = _finished_rows(url, ids, fire_at + timedelta(seconds=120))
+            rows = wait_for_runs(url, ids, fire_at + timedelta(seconds=120))
     done = [r for r in rows if r["status"] == "completed"]
     statuses: dict[str, int] = {}
     for r in rows:
@@ -150,19 +149,6 @@ def _burst(*, n_other: int) -> Burst:
         statuses=statuses,
         rate=len(done) / max((last - fire_at).total_seconds(), 1e-3),
     )
-
-
-def _finished_rows(url: str, ids: list[Any], deadline: datetime) -> list[dict[str, Any]]:
-    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        while True:
-            rows = conn.execute(
-                "SELECT schedule_id, status, started_at, completed_at, scheduled_for"
-                " FROM job_executions WHERE status <> 'running' AND schedule_id = ANY(%s)",
-                (ids,),
-            ).fetchall()
-            if len({r["schedule_id"] for r in rows}) >= len(ids) or datetime.now(UTC) > deadline:
-                return rows
-            time.sleep(0.2)
 
 
 if __name__ == "__main__":

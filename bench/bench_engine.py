@@ -307,7 +307,7 @@ class LatenessProbe:
         self, url: str, ids: list[UUID], fire_at: datetime, *, ready: datetime | None = None
     ) -> Lateness:
         """Wait (up to a minute after fire time) until every schedule of the batch ran."""
-        rows = _wait_for_runs(url, ids, fire_at + timedelta(seconds=60))
+        rows = wait_for_runs(url, ids, fire_at + timedelta(seconds=60))
         done = [r for r in rows if r["status"] == "completed"]
         with self._lock:
             handler = [self._seen[i] for i in ids if i in self._seen]
@@ -389,15 +389,15 @@ def lateness_figures(result: Lateness, label: str = "", *, note: str | None = No
     ]
 
 
-def _wait_for_runs(url: str, ids: list[UUID], deadline: datetime) -> list[dict[str, Any]]:
+def wait_for_runs(url: str, ids: list[UUID], deadline: datetime) -> list[dict[str, Any]]:
     """Poll job_executions until every schedule of `ids` has a finished row, or the deadline."""
     from psycopg.rows import dict_row
 
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         while True:
             rows = conn.execute(
-                "SELECT schedule_id, status, started_at, scheduled_for FROM job_executions"
-                " WHERE status <> 'running' AND schedule_id = ANY(%s)",
+                "SELECT schedule_id, status, started_at, completed_at, scheduled_for"
+                " FROM job_executions WHERE status <> 'running' AND schedule_id = ANY(%s)",
                 (ids,),
             ).fetchall()
             if len({r["schedule_id"] for r in rows}) >= len(ids) or datetime.now(UTC) > deadline:

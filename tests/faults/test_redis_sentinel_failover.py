@@ -8,7 +8,7 @@ master (their lock keys are there, `completed` rows follow the failover), and a 
 failover lost (a renewal finding its token gone) stops its run instead of letting a second one
 start: the unique key and fencing hold across the failover. (Here the failover is shorter than
 LOCK_TIMEOUT and replication keeps up, so locks usually survive it; the lost-token branch is
-made to happen in tests/integration/test_redis_sentinel.py.)
+made to happen in tests/faults/test_redis_sentinel_client.py.)
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ repair.) The standby itself has no synchronous standby, so once promoted it comm
 from __future__ import annotations
 
 import time
-from types import TracebackType
 
 import psycopg
 from psycopg import sql
 
+from tests.support.managed import Managed
 from tests.support.postgres_server import OS_USER, PostgresServer
 
 PRIMARY_SETTINGS = {
@@ -33,7 +33,7 @@ PRIMARY_SETTINGS = {
 STANDBY_SETTINGS = {"hot_standby": "on", "synchronous_commit": "on"}
 
 
-class PostgresPair:
+class PostgresPair(Managed):
     def __init__(self, *, stream_timeout: float = 30.0) -> None:
         self.primary = PostgresServer(settings=PRIMARY_SETTINGS)
         self.standby = PostgresServer(settings=STANDBY_SETTINGS)
@@ -88,22 +88,6 @@ class PostgresPair:
             self.standby.close()
         finally:
             self.primary.close()
-
-    def __enter__(self) -> PostgresPair:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- databases ----------------------------------------------------------------------------
 

@@ -28,12 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from tests.support.managed import Managed
 from tests.support.redis_server import free_port
 
 BIN_DIR = Path(os.environ.get("TEST_PG_BIN_DIR", "/usr/lib/postgresql/15/bin"))
@@ -66,7 +66,7 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
-class PostgresServer:
+class PostgresServer(Managed):
     """One PostgreSQL cluster on 127.0.0.1, restartable on the same port."""
 
     def __init__(
@@ -212,22 +212,6 @@ class PostgresServer:
             raise
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- databases ----------------------------------------------------------------------------
 

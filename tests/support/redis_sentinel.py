@@ -14,11 +14,11 @@ agree (quorum 2) and a majority to elect the leader that promotes the replica.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
 from typing import TypeVar
 
 import redis
 
+from tests.support.managed import Managed
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.waiting import wait_until
 
@@ -27,7 +27,7 @@ T = TypeVar("T")
 SERVICE = "scheduler-test"
 
 
-class SentinelCluster:
+class SentinelCluster(Managed):
     def __init__(
         self,
         *,
@@ -166,19 +166,3 @@ class SentinelCluster:
                 *((f"sentinel {n}", s) for n, s in enumerate(self.sentinels)),
             )
         )
-
-    def __enter__(self) -> SentinelCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

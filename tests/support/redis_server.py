@@ -23,7 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from tests.support.managed import Managed
 
 _PR_SET_PDEATHSIG = 1
 
@@ -42,7 +43,7 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class RedisServer:
+class RedisServer(Managed):
     """One redis-server process on 127.0.0.1, restartable on the same port."""
 
     def __init__(
@@ -153,22 +154,6 @@ class RedisServer:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> RedisServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _signal(self, signum: int) -> None:
         if not self.running or self._proc is None:

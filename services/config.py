@@ -77,6 +77,9 @@ class Settings:
     lock_timeout: float = _setting("LOCK_TIMEOUT", values.number(1), "60")
     heartbeat_interval: float = _setting("HEARTBEAT_INTERVAL", values.number(0.2), "5")
     instance_id: str = _setting("INSTANCE_ID", values.instance_id, None)
+    # Beyond one machine (services/watch/shard_keeper.py): 1 = every instance loads everything.
+    scheduler_shards: int = _setting("SCHEDULER_SHARDS", values.integer(1, 4096), "1")
+    shard_replicas: int = _setting("SHARD_REPLICAS", values.integer(1, 64), "2")
     scheduler_timezone: str = _setting("SCHEDULER_TIMEZONE", values.timezone, "UTC")
     default_job_type: str = _setting("DEFAULT_JOB_TYPE", values.choice(*JOB_TYPES), "http")
     job_webhook_url: str | None = _setting(

@@ -1,9 +1,10 @@
 """EnhancedScheduler: builds the parts and runs the lifecycle (contract API of seed 001).
 
 `start()` waits for the services, checks migrations, recovers this instance's leftovers, loads
-every enabled schedule (catching up on occurrences missed while all instances were down), and
-starts the side loops; `run()` blocks until SIGTERM/SIGINT, then shuts down gracefully. Each part
-gets the collaborators it uses; the wiring below is the only place that knows them all.
+every enabled schedule (with SCHEDULER_SHARDS > 1, those of the shards it leases), catching up
+on occurrences missed while all instances were down, and starts the side loops; `run()` blocks
+until SIGTERM/SIGINT, then shuts down gracefully. Each part gets the collaborators it uses; the
+wiring below is the only place that knows them all.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from services.clock import Clock, SystemClock
 from services.config import Settings, get_settings
 from services.engine.assembly import build_engine
 from services.engine.liveness import instance_summaries, no_live_peers
+from services.engine.liveness_timing import LivenessTiming
 from services.engine.run_requests import CHANNEL as REQUEST_CHANNEL
 from services.errors import DatabaseError, DatabaseUnavailable, SchedulerError, StartupError
 from services.lock.client import lock_client
@@ -48,8 +50,10 @@ from services.store.pool import open_pool
 from services.store.scheduler_state import CHANNEL as PAUSE_CHANNEL
 from services.store.scheduler_state import SchedulerStateStore
 from services.store.schedules import ScheduleRepository
+from services.store.shards import ShardLeaseStore
 from services.sync.service import zero_counts
 from services.watch.assembly import build_watch
+from services.watch.shard_keeper import ShardKeeper
 from services.web.assembly import (
     DAEMON_API_THREADS,
     api_context,
@@ -133,6 +137,21 @@ class EnhancedScheduler:
             default_grace=s.job_misfire_grace_time,
             interval=self.schedule_check_interval,
         )
+        timing = LivenessTiming.derive(
+            lock_timeout=s.lock_timeout,
+            heartbeat_interval=s.heartbeat_interval,
+            check_interval=self.schedule_check_interval,
+        )
+        self.shard_keeper = ShardKeeper(
+            ShardLeaseStore(self.db, self.instance_id, lease_seconds=s.lock_timeout),
+            self.watcher,
+            self.metrics,
+            self.clock,
+            shards=s.scheduler_shards,
+            replicas=s.shard_replicas,
+            settle=timing.beat,
+            stop=self.stop_event,
+        )
 
     def _build_side_loops(self) -> None:
         s = self.settings
@@ -151,6 +170,7 @@ class EnhancedScheduler:
             api_sync_interval=self.api_sync_interval,
             periodic_sync=self.enable_api_sync,
             check_interval=self.schedule_check_interval,
+            shard_keeper=self.shard_keeper,
         )
         self.heartbeat, self.retry_recovery = loops.heartbeat, loops.retry_recovery
         self.api_sync, self.requests, self.threads = loops.api_sync, loops.requests, loops.threads
@@ -172,6 +192,7 @@ class EnhancedScheduler:
                 self._stop_health,
                 self.handlers.close,
                 self.notifications.close,
+                self.shard_keeper.leave,
                 self.db.close,
                 self.redis.close,
             ],
@@ -207,9 +228,15 @@ class EnhancedScheduler:
         self.threads["pause-switch"].start()
         self.jobs.start(paused=True)
         self.pipeline.start()
-        self.watcher.initial_load(
-            catch_up=no_live_peers(self.redis, self.instance_id, s.redis_key_prefix)
-        )
+        if self.shard_keeper.enabled:
+            owned, catch_up = self.shard_keeper.join()
+            self.threads["shard-keeper"].start()  # renews the leases while the load lasts
+            self.watcher.initial_load(shards=owned, catch_up_shards=catch_up)
+            self.shard_keeper.loaded()
+        else:
+            self.watcher.initial_load(
+                catch_up=no_live_peers(self.redis, self.instance_id, s.redis_key_prefix)
+            )
         self.jobs.resume()
         # Retries an earlier process of this instance left pending (it kept them in memory).
         self.retry_recovery.recover(including_own=True)
@@ -309,6 +336,7 @@ class EnhancedScheduler:
             "last_watcher_pass": self.watcher.last_pass,
             "last_sync": self.api_sync.status(),
             "paused": self.pause.current.paused,
+            "shards": self.shard_keeper.describe(),
         }
 
     def status(self) -> dict[str, Any]:
@@ -323,6 +351,7 @@ class EnhancedScheduler:
             "last_sync": self.api_sync.status(),
             "paused": self.pause.current.to_dict(),
             "redis": redis_endpoint(self.redis),
+            "shards": self.shard_keeper.describe(),
         }
 
 

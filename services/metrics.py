@@ -15,6 +15,9 @@ class Metrics:
         self.schedules_loaded = Gauge(
             "scheduler_schedules_loaded", "Schedules loaded into the scheduler", registry=r
         )
+        self.shards_owned = Gauge(
+            "scheduler_shards_owned", "Shards this instance owns and has loaded", registry=r
+        )
         self.executions = Counter(
             "scheduler_executions", "Finished executions by status", ["status"], registry=r
         )

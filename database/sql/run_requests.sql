@@ -9,11 +9,16 @@ RETURNING *;
 SELECT * FROM run_requests WHERE request_id = %(request_id)s;
 
 -- name: claim_trigger
--- Claim the oldest unclaimed trigger request (one instance only, thanks to SKIP LOCKED).
+-- Claim the oldest unclaimed trigger request (one instance only, thanks to SKIP LOCKED). With
+-- shards (`owned` not NULL), one of a shard we own, or any once it waited `route_grace` seconds
+-- (its owners are all down or busy: the run is the same whoever starts it).
 UPDATE run_requests SET claimed_by = %(instance_id)s, claimed_at = now()
 WHERE request_id = (
     SELECT request_id FROM run_requests
     WHERE kind = 'trigger' AND done_at IS NULL AND claimed_by IS NULL
+      AND (%(owned)s::int[] IS NULL
+           OR scheduler_shard(schedule_id, %(shards)s) = ANY(%(owned)s::int[])
+           OR requested_at < now() - make_interval(secs => %(route_grace)s))
     ORDER BY requested_at
     LIMIT 1
     FOR UPDATE SKIP LOCKED)

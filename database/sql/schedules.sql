@@ -320,3 +320,22 @@ SELECT schedule_id, domain, name, frequency, time_config::text AS time_config_js
 FROM schedules
 WHERE enabled AND time_config ? 'expected_within'
   AND (notify <> '{}'::jsonb OR %(has_default)s);
+
+-- Shards (migration 011): one instance's part of the table, read by ranges of the shard key
+-- through its index; `lo` and `hi` are the owned shards' key ranges (services/model/shards.py).
+
+-- name: shard_schedules
+-- The start-up load and a newly taken shard's load: the all_schedules columns, of these ranges.
+SELECT schedule_id, domain_config_id, domain, frequency, time_config::text AS time_config_json,
+       enabled, name, profile_id, job_type, payload::text AS payload_json, source, next_run,
+       last_run, last_status, last_error, config_hash, created_at, updated_at, tags,
+       notify::text AS notify_json, created_by, paused_note, paused_by, paused_at
+FROM schedules s
+JOIN unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r (lo, hi)
+  ON scheduler_shard_key(s.schedule_id) >= r.lo AND scheduler_shard_key(s.schedule_id) < r.hi;
+
+-- name: shard_hashes
+-- The safety pass over the owned shards: id, configuration hash and enabled flag.
+SELECT schedule_id, config_hash, enabled FROM schedules s
+JOIN unnest(%(lo)s::bigint[], %(hi)s::bigint[]) AS r (lo, hi)
+  ON scheduler_shard_key(s.schedule_id) >= r.lo AND scheduler_shard_key(s.schedule_id) < r.hi;

@@ -1,7 +1,8 @@
 """Requests from the CLI to live daemons, through the `run_requests` table.
 
-`trigger`: any live instance claims it (SKIP LOCKED: exactly one) and runs the schedule now,
-with trigger='manual', under the same lock and history as a scheduled run. Its occurrence is the
+`trigger`: any live instance (with shards, an owner of the schedule's shard) claims it (SKIP
+LOCKED: exactly one) and runs the schedule now, with trigger='manual', under the same lock and
+history as a scheduled run. Its occurrence is the
 request's `requested_at`, so a request runs at most once whoever claims it: a request whose
 claimant died before resolving it is handed back by the reaper, and the instance that claims it
 again finds the first run's row, if there is one, through job_executions' unique key.
@@ -20,6 +21,7 @@ from services.engine.runner import JobRunner
 from services.errors import DatabaseError, DatabaseUnavailable, SchedulerError
 from services.log import get_logger
 from services.model.occurrence import RunReport
+from services.model.shards import ShardSet
 from services.store.run_requests import RunRequest, RunRequestStore
 
 log = get_logger(__name__)
@@ -36,12 +38,14 @@ class RequestProcessor:
         *,
         trigger: Callable[[UUID, datetime | None], RunReport],
         submit: Callable[[Callable[[], None]], None],
+        shards: Callable[[], ShardSet] = ShardSet.everything,
     ) -> None:
         self.requests = requests
         self.runner = runner
         self.instance_id = instance_id
         self.trigger = trigger
         self.submit = submit
+        self.shards = shards  # the shards we own now: a trigger goes to an owner (see claim)
 
     def release_own_claims(self) -> None:
         """At start-up: requests an earlier process under our INSTANCE_ID claimed and never
@@ -58,7 +62,9 @@ class RequestProcessor:
         """One poll: claim every open trigger request, act on cancels for our runs."""
         try:
             self._cancels()
-            while (request := self.requests.claim_trigger(self.instance_id)) is not None:
+            while (
+                request := self.requests.claim_trigger(self.instance_id, self.shards())
+            ) is not None:
                 self.submit(functools.partial(self._run_trigger, request))
         except (DatabaseUnavailable, DatabaseError) as exc:
             log.warning("requests.poll_failed", error=str(exc))

@@ -1,6 +1,7 @@
 """The daemon's side loops, each a named ServiceThread: the pause switch, heartbeat, reaper,
 retry recovery, result writer, history, audit and notification pruners, run requests, the
-overlap queue, the notification producer and delivery, and (when configured) the API sync."""
+overlap queue, the notification producer and delivery, and (when configured) the API sync and the
+shard keeper."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from services.store.pool import DatabaseConnection
 from services.store.run_requests import RunRequestStore
 from services.store.schedules import ScheduleRepository
 from services.sync.service import ApiSyncService
+from services.watch.shard_keeper import ShardKeeper
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ def build_side_loops(
     api_sync_interval: float,
     periodic_sync: bool,
     check_interval: float,
+    shard_keeper: ShardKeeper,
 ) -> SideLoops:
     """`periodic_sync` False: the API sync runs only on request (`sync_schedules_from_api`).
     `check_interval`: the instance's schedule check interval (the reaper's bound counts it)."""
@@ -125,6 +128,7 @@ def build_side_loops(
         s.instance_id,
         trigger=trigger,
         submit=engine.jobs.run_now,
+        shards=lambda: shard_keeper.watcher.shards,
     )
     loops = [
         ("pause-switch", engine.pause.refresh, PAUSE_REFRESH_SECONDS),
@@ -141,6 +145,8 @@ def build_side_loops(
         ("notify-delivery", notifications.delivery.run_once, DELIVERY_POLL_SECONDS),
         ("notify-pruner", notified.step, 3600.0),
     ]
+    if shard_keeper.enabled:
+        loops.append(("shard-keeper", shard_keeper.round, timing.beat))
     if periodic_sync and s.api_url:
         loops.append(("api-sync", api_sync.step, api_sync_interval))
     threads = {name: ServiceThread(name, step, period, stop) for name, step, period in loops}

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from database.connection import DatabaseConnection
 from database.queries import load_queries
+from services.model.shards import ShardSet
 
 __all__ = ["RunRequest", "RunRequestStore"]
 
@@ -80,9 +81,20 @@ class RunRequestStore:
 
     # -- the daemon's side --------------------------------------------------------------------
 
-    def claim_trigger(self, instance_id: str) -> RunRequest | None:
-        """The oldest unclaimed trigger request, now claimed by `instance_id`; None if none."""
-        return self._one("claim_trigger", {"instance_id": instance_id})
+    def claim_trigger(
+        self, instance_id: str, shards: ShardSet | None = None, *, route_grace: float = 10.0
+    ) -> RunRequest | None:
+        """The oldest unclaimed trigger request, now claimed by `instance_id`; None if none.
+        With `shards` (sharded): only one of a schedule in them, unless it has waited
+        `route_grace` seconds."""
+        owned = sorted(shards.owned) if shards is not None and shards.sharded else None
+        params = {
+            "instance_id": instance_id,
+            "owned": owned,
+            "shards": shards.shards if shards is not None else 1,
+            "route_grace": route_grace,
+        }
+        return self._one("claim_trigger", params)
 
     def open_claimants(self, instance_id: str) -> set[str]:
         """Instances other than `instance_id` holding unresolved trigger requests."""

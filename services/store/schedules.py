@@ -39,6 +39,8 @@ __all__ = [
 
 _SQL = load_queries("schedules")
 LOAD_BATCH = 5000
+# Shard key ranges, lows and highs (ShardSet.bounds): the part of the table one instance owns.
+KeyRanges = tuple[list[int], list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,18 +289,27 @@ class ScheduleRepository:
         rows = self.db.fetch_all(_SQL["deleted_since"], {"since": watermark})
         return {r["schedule_id"] for r in rows}
 
-    def all_schedules(self) -> list[Schedule]:
-        """Every row, for the start-up load: one statement (one snapshot), its rows turned into
-        records LOAD_BATCH at a time so that the rows never all exist as dicts (the peak RSS of
-        the load); each distinct JSON text decoded once; time_config kept as text only."""
+    def all_schedules(self, ranges: KeyRanges | None = None) -> list[Schedule]:
+        """Every row (or the rows of these shard key `ranges`), for a load: one statement (one
+        snapshot), its rows turned into records LOAD_BATCH at a time so that the rows never all
+        exist as dicts (the peak RSS of the load); each distinct JSON text decoded once;
+        time_config kept as text only."""
+        query, params = _SQL["all_schedules"], None
+        if ranges is not None:
+            query, params = _SQL["shard_schedules"], {"lo": ranges[0], "hi": ranges[1]}
         with self.db.session() as session:
-            batches = session.fetch_batches(_SQL["all_schedules"], size=LOAD_BATCH)
+            batches = session.fetch_batches(query, params, size=LOAD_BATCH)
             rows = (row for batch in batches for row in batch)
             return schedules_from_json_text(rows, load_json, decode_time_config=False)
 
-    def all_hashes(self) -> dict[UUID, str]:
-        """Every row's configuration hash, for the safety pass."""
-        return {r["schedule_id"]: r["config_hash"] for r in self.db.fetch_all(_SQL["all_hashes"])}
+    def all_hashes(self, ranges: KeyRanges | None = None) -> dict[UUID, str]:
+        """Every row's configuration hash (or those of these shard key `ranges`), for the
+        safety pass."""
+        if ranges is None:
+            rows = self.db.fetch_all(_SQL["all_hashes"])
+        else:
+            rows = self.db.fetch_all(_SQL["shard_hashes"], {"lo": ranges[0], "hi": ranges[1]})
+        return {r["schedule_id"]: r["config_hash"] for r in rows}
 
     def schedules_by_ids(self, schedule_ids: Sequence[UUID]) -> list[Schedule]:
         """The current rows of `schedule_ids` (an id with no row is simply absent)."""

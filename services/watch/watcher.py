@@ -8,6 +8,10 @@ Three kinds of pass, each touching only what changed:
   tombstones of deleted rows; this repairs any missed notification;
 - full, every FULL_PASS_EVERY intervals: every row's stored hash against what was applied.
 The daemon's own writes (next_run, last_*) never change the hash, so they never look like edits.
+With shards (SCHEDULER_SHARDS > 1) every pass, the notifications and the start-up load cover the
+owned shards only (`shards`); the shard keeper loads and drops whole shards through
+`load_shards`/`drop_shards`, which take turns with the passes (one at a time, so a shard's load
+never overwrites a newer row a notified pass applied meanwhile).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from services.heap import release_free_memory
 from services.log import get_logger
 from services.metrics import Metrics
 from services.model.records import Schedule
+from services.model.shards import ShardSet
 from services.store.listen import NotificationListener
 from services.store.schedules import ScheduleRepository
 from services.watch.loader import ScheduleLoader
@@ -58,6 +63,8 @@ class ScheduleWatcher:
         self.listener = listener
         self.interval = interval
         self.stop = stop
+        self.shards = ShardSet.everything()
+        self._turn = threading.RLock()  # one pass, shard load or shard drop at a time
         self._applied: dict[UUID, str] = {}  # every row seen (valid or not) -> its config hash
         self._watermark: str | None = None
         self._notified: set[UUID] = set()
@@ -74,22 +81,38 @@ class ScheduleWatcher:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def initial_load(self, *, catch_up: bool = True) -> Counter[str]:
-        """Load every row (catching up on missed occurrences, unless `catch_up` is False); the
+    def initial_load(
+        self,
+        *,
+        catch_up: bool = True,
+        shards: ShardSet | None = None,
+        catch_up_shards: set[int] | None = None,
+    ) -> Counter[str]:
+        """Load every row (catching up on missed occurrences, unless `catch_up` is False), or,
+        with `shards`, the rows of those shards (catching up on `catch_up_shards` only); the
         watermark is taken first, so a change committed during the load is seen by the first
         incremental pass."""
         started = self.clock.monotonic()
         self._watermark = self.schedules.current_xmin()
+        if shards is not None:
+            self.shards = shards
         # The load allocates millions of long-lived objects; cyclic GC passes over them while
         # they are being built cost more than the load itself at 100,000 schedules. Afterwards
         # they are frozen out of later full collections.
         gc_enabled = gc.isenabled()
         gc.disable()
         try:
-            rows = self.schedules.all_schedules()
-            scanned = len(rows)
-            outcomes = self._apply(rows, catch_up=catch_up, background=True)
-            del rows  # the records live on in the catalog; the list was the load's own
+            if self.shards.sharded:
+                caught = set(catch_up_shards or ()) & self.shards.owned
+                outcomes, scanned = self._load_ranges(caught, catch_up=True, background=True)
+                more, count = self._load_ranges(set(self.shards.owned) - caught, background=True)
+                outcomes.update(more)
+                scanned += count
+            else:
+                rows = self.schedules.all_schedules()
+                scanned = len(rows)
+                outcomes = self._apply(rows, catch_up=catch_up, background=True)
+                del rows  # the records live on in the catalog; the list was the load's own
         finally:
             if gc_enabled:
                 gc.enable()
@@ -97,6 +120,45 @@ class ScheduleWatcher:
         release_free_memory()  # the load's temporaries, freed, still count as resident
         self._record_pass("initial", started, outcomes, scanned)
         return outcomes
+
+    def _load_ranges(
+        self, shards: set[int], *, catch_up: bool = False, background: bool = False
+    ) -> tuple[Counter[str], int]:
+        if not shards:
+            return Counter(), 0
+        rows = self.schedules.all_schedules(self.shards.bounds(shards))
+        return self._apply(rows, catch_up=catch_up, background=background), len(rows)
+
+    # -- shards (the shard keeper's side) -----------------------------------------------------
+
+    def load_shards(self, shards: set[int], *, catch_up: set[int]) -> Counter[str]:
+        """Take on `shards`: from now on their notifications count, and their rows are loaded
+        (catching up on those in `catch_up`: no other live owner had them loaded)."""
+        started = self.clock.monotonic()
+        with self._turn:
+            self.shards = ShardSet(self.shards.shards, self.shards.owned | shards)
+            outcomes, scanned = self._load_ranges(shards & catch_up, catch_up=True)
+            more, count = self._load_ranges(shards - catch_up)
+        outcomes.update(more)
+        self._record_pass("shards_taken", started, outcomes, scanned + count)
+        return outcomes
+
+    def drop_shards(self, shards: set[int]) -> int:
+        """Give up `shards`: their schedules leave the scheduler (runs under way finish)."""
+        started = self.clock.monotonic()
+        with self._turn:
+            self.shards = ShardSet(self.shards.shards, self.shards.owned - shards)
+            gone = [
+                sid
+                for sid in set(self._applied) | self.loader.loaded_ids()
+                if not self.shards.holds(sid)
+            ]
+            for sid in gone:
+                self._applied.pop(sid, None)
+                self.loader.remove(sid)
+        self._record_pass("shards_dropped", started, Counter(removed=len(gone)), len(gone))
+        release_free_memory()
+        return len(gone)
 
     def start(self) -> None:
         for name, target in (("schedule-watcher", self._loop), ("schedule-listener", self._listen)):
@@ -159,17 +221,26 @@ class ScheduleWatcher:
         if not ids:
             return Counter()
         started = self.clock.monotonic()
-        outcomes = self._refresh(ids)
+        with self._turn:
+            outcomes = self._refresh({sid for sid in ids if self.shards.holds(sid)})
         self._record_pass("notified", started, outcomes, len(ids))
         return outcomes
 
     def incremental_pass(self) -> Counter[str]:
+        with self._turn:
+            return self._incremental_pass()
+
+    def _incremental_pass(self) -> Counter[str]:
         started = self.clock.monotonic()
         if self._watermark is None:
             self._watermark = self.schedules.current_xmin()
         since = self._watermark
         found = self.schedules.changed_since(since)
-        changed = {sid for sid, h in found.hashes.items() if self._applied.get(sid) != h}
+        changed = {
+            sid
+            for sid, h in found.hashes.items()
+            if self._applied.get(sid) != h and self.shards.holds(sid)
+        }
         deleted = self.schedules.deleted_since(since)
         outcomes = self._refresh(changed | (deleted & set(self._applied)))
         self._watermark = found.watermark
@@ -177,9 +248,13 @@ class ScheduleWatcher:
         return outcomes
 
     def full_pass(self) -> Counter[str]:
+        with self._turn:
+            return self._full_pass()
+
+    def _full_pass(self) -> Counter[str]:
         started = self.clock.monotonic()
         watermark = self.schedules.current_xmin()
-        present = self.schedules.all_hashes()
+        present = self.schedules.all_hashes(self.shards.bounds() if self.shards.sharded else None)
         changed = {sid for sid, h in present.items() if self._applied.get(sid) != h}
         gone = (set(self._applied) | self.loader.loaded_ids()) - set(present)
         outcomes = self._refresh(changed | gone)
@@ -263,6 +338,8 @@ class ScheduleWatcher:
         except ValueError:
             return
         self.notifications_received += 1
+        if not self.shards.holds(schedule_id):
+            return  # another shard's (checked again at the pass: a shard may come meanwhile)
         with self._notified_lock:
             self._notified.add(schedule_id)
         self._wake.set()

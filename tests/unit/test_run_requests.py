@@ -12,6 +12,7 @@ from uuid import UUID
 from services.engine.run_requests import RequestProcessor
 from services.errors import DatabaseUnavailable, ScheduleNotFound
 from services.model.occurrence import RunReport
+from services.model.shards import ShardSet
 from services.store.run_requests import RunRequest
 
 
@@ -22,7 +23,7 @@ class FakeStore:
         self.completed: list[tuple[UUID, str, str, UUID | None]] = []
         self.down = False
 
-    def claim_trigger(self, instance_id: str) -> RunRequest | None:
+    def claim_trigger(self, instance_id: str, shards: ShardSet | None = None) -> RunRequest | None:
         if self.down:
             raise DatabaseUnavailable("PostgreSQL is unreachable")
         return self.triggers.pop(0) if self.triggers else None

@@ -1,0 +1,230 @@
+"""The shard keeper: which shards this instance owns (DESIGN.md "Beyond one machine").
+
+Each round (every heartbeat period) renews this instance's membership and leases in PostgreSQL,
+then computes, over the live members, the owners each shard should have (rendezvous hashing with
+bounded loads, `model/shards.assign`). A shard this instance should own and does not is leased,
+loaded, then marked loaded. A shard it owns and should not is dropped only once every owner it
+should have has marked it loaded: make-before-break, so a hand-over never leaves a shard with fewer
+loaded owners than before. A dead instance's leases lapse after LOCK_TIMEOUT; the next round of the
+others re-assigns its shards. Exactly once never rests on any of this: two owners of one shard both
+fire it, and the lock and the unique key keep each occurrence to one run, so a round that comes
+late, or a member list that two instances see differently for a moment, costs only memory and lock
+attempts.
+
+Catch-up belongs to a shard nobody had loaded: a shard taken over from a live loaded owner is
+being fired by it, so its persisted next_run in the past is not a missed occurrence.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from services.clock import Clock
+from services.errors import DatabaseError, DatabaseUnavailable
+from services.log import get_logger
+from services.metrics import Metrics
+from services.model.shards import ShardSet, assign
+from services.store.shards import Lease, Member, ShardLeaseStore
+from services.watch.watcher import ScheduleWatcher
+
+log = get_logger(__name__)
+
+
+class ShardKeeper:
+    def __init__(
+        self,
+        leases: ShardLeaseStore,
+        watcher: ScheduleWatcher,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        shards: int,
+        replicas: int,
+        settle: float,
+        stop: threading.Event,
+    ) -> None:
+        self.leases = leases
+        self.watcher = watcher
+        self.metrics = metrics
+        self.clock = clock
+        self.shards = shards
+        self.replicas = replicas
+        self.settle = settle  # how long a joining instance waits for peers starting with it
+        self.stop = stop
+        self.instance_id = leases.instance_id
+        self._held: dict[int, Lease] = {}  # our leases as of the last round
+        self._mismatch_logged: set[str] = set()
+        self._state = threading.Lock()
+        # Until the start-up load is done, a round only renews: the load may take longer than
+        # a lease (LOCK_TIMEOUT), and what it loads must not change under it.
+        self._loading = threading.Event()
+
+    @property
+    def enabled(self) -> bool:
+        return self.shards > 1
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def join(self) -> tuple[ShardSet, set[int]]:
+        """Before the start-up load: register, give instances starting alongside a moment to
+        register too, and lease the shards we should own. Returns them and the ones to catch up
+        on (no other live owner has them loaded)."""
+        self.leases.renew(self.shards, self.replicas)
+        self.stop.wait(self.settle)
+        members, held = self.leases.renew(self.shards, self.replicas)
+        wanted = self._wanted(members)
+        taken = {**held, **self.leases.take(set(wanted) - set(held))}
+        with self._state:
+            self._held = taken
+        self._loading.set()
+        mine = set(taken)
+        self._publish()
+        return ShardSet(self.shards, frozenset(mine)), mine - self._loaded_elsewhere(mine)
+
+    def loaded(self) -> None:
+        """After the start-up load: every lease we hold is loaded."""
+        self._mark_loaded(set(self._held))
+        self._loading.clear()
+
+    # -- rounds -----------------------------------------------------------------------------
+
+    def round(self) -> None:
+        """One round; a database outage skips it (what is loaded keeps firing, under locks)."""
+        try:
+            self._round()
+        except (DatabaseUnavailable, DatabaseError) as exc:
+            log.warning("shards.round_failed", error=str(exc))
+
+    def _round(self) -> None:
+        members, held = self.leases.renew(self.shards, self.replicas)
+        if self._loading.is_set():
+            return
+        wanted = self._wanted(members)
+        in_memory = set(self.watcher.shards.owned)
+        # Leases that lapsed under us (we were cut off past LOCK_TIMEOUT): still wanted, taken
+        # again and, being loaded, marked so at once; otherwise dropped.
+        lapsed = in_memory - set(held)
+        if lapsed & wanted:
+            retaken = self.leases.take(lapsed & wanted)
+            held.update(retaken)
+            self.leases.mark_loaded({k: lease.epoch for k, lease in retaken.items()})
+            held.update({k: Lease(k, self.instance_id, v.epoch, True) for k, v in retaken.items()})
+            log.warning("shards.leases_retaken", shards=sorted(lapsed & wanted))
+        if lapsed - wanted:
+            self.watcher.drop_shards(lapsed - wanted)
+            log.warning("shards.lapsed_dropped", shards=sorted(lapsed - wanted))
+        missing = wanted - set(held)
+        if missing:
+            held.update(self.leases.take(missing))
+        with self._state:
+            self._held = dict(held)
+        # Not loaded yet, or loaded by an earlier process under our INSTANCE_ID (not by us).
+        to_load = {
+            k
+            for k, lease in held.items()
+            if k in wanted and (not lease.loaded or k not in in_memory)
+        }
+        if to_load:
+            self._load(to_load)
+        self._drop_handed_over(set(held) - wanted, members)
+        self._publish()
+
+    def _load(self, shards: set[int]) -> None:
+        started = self.clock.monotonic()
+        catch_up = shards - self._loaded_elsewhere(shards)
+        outcomes = self.watcher.load_shards(
+            shards - set(self.watcher.shards.owned), catch_up=catch_up
+        )
+        self._mark_loaded(shards)
+        log.info(
+            "shards.taken",
+            shards=sorted(shards),
+            caught_up=sorted(catch_up),
+            loaded=sum(outcomes.values()),
+            duration_s=round(self.clock.monotonic() - started, 3),
+        )
+
+    def _drop_handed_over(self, unwanted: set[int], members: list[Member]) -> None:
+        """Drop each shard we should no longer own once all its owners-to-be have loaded it."""
+        if not unwanted:
+            return
+        assignment = assign(self.shards, self._live(members), self.replicas)
+        loaded = {
+            (lease.shard, lease.instance_id) for lease in self.leases.live_leases() if lease.loaded
+        }
+        ready = {k for k in unwanted if all((k, owner) in loaded for owner in assignment[k])}
+        if not ready:
+            return
+        self.watcher.drop_shards(ready)
+        self.leases.drop(ready)
+        with self._state:
+            for k in ready:
+                self._held.pop(k, None)
+        log.info("shards.dropped", shards=sorted(ready))
+
+    def _mark_loaded(self, shards: set[int]) -> None:
+        with self._state:
+            epochs = {k: self._held[k].epoch for k in shards if k in self._held}
+            for k, epoch in epochs.items():
+                self._held[k] = Lease(k, self.instance_id, epoch, True)
+        if epochs:
+            self.leases.mark_loaded(epochs)
+
+    def _live(self, members: list[Member]) -> list[str]:
+        live = [m.instance_id for m in members]
+        if self.instance_id not in live:
+            live.append(self.instance_id)  # renewed in this very transaction: only a clock step
+        return live
+
+    def _wanted(self, members: list[Member]) -> set[int]:
+        for member in members:
+            if (member.shards, member.replicas) != (self.shards, self.replicas):
+                if member.instance_id not in self._mismatch_logged:
+                    self._mismatch_logged.add(member.instance_id)
+                    log.error(
+                        "shards.settings_differ",
+                        instance=member.instance_id,
+                        theirs=f"SCHEDULER_SHARDS={member.shards} SHARD_REPLICAS={member.replicas}",
+                        ours=f"SCHEDULER_SHARDS={self.shards} SHARD_REPLICAS={self.replicas}",
+                    )
+        assignment = assign(self.shards, self._live(members), self.replicas)
+        return {k for k, chosen in assignment.items() if self.instance_id in chosen}
+
+    def _loaded_elsewhere(self, shards: set[int]) -> set[int]:
+        return {
+            lease.shard
+            for lease in self.leases.live_leases()
+            if lease.loaded and lease.instance_id != self.instance_id and lease.shard in shards
+        }
+
+    def _publish(self) -> None:
+        self.metrics.shards_owned.set(len(self.watcher.shards.owned) if self.enabled else 1)
+
+    def leave(self) -> None:
+        """A graceful stop: leases and membership go now, so the others take over at their next
+        round instead of after LOCK_TIMEOUT."""
+        try:
+            self.leases.leave()
+        except (DatabaseUnavailable, DatabaseError) as exc:
+            log.warning("shards.leave_failed", error=str(exc))
+
+    def describe(self) -> dict[str, Any]:
+        """What the heartbeat summary and the status show."""
+        if not self.enabled:
+            return {
+                "count": 1,
+                "replicas": self.replicas,
+                "owned": [0],
+                "loading": [],
+                "epochs": {},
+            }
+        with self._state:
+            held = dict(self._held)
+        return {
+            "count": self.shards,
+            "replicas": self.replicas,
+            "owned": sorted(k for k, lease in held.items() if lease.loaded),
+            "loading": sorted(k for k, lease in held.items() if not lease.loaded),
+            "epochs": {str(k): lease.epoch for k, lease in sorted(held.items())},
+        }

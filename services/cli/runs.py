@@ -27,6 +27,7 @@ from services.errors import ScheduleNotFound
 from services.lock.sentinel import endpoint as redis_endpoint
 from services.model.occurrence import RunReport
 from services.model.records import Execution
+from services.model.shards import owned_label
 from services.store.run_requests import RunRequest
 
 # `trigger --local`: run a schedule in this process (scheduler.py passes the daemon's own).
@@ -283,7 +284,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"redis ({where['mode']}): {where['master'] or 'not reached'}")
         print(f"\nlive instances: {len(instances)}")
         # `paused`: what each instance believes (it follows the pause within a second).
-        print_table(instances, ["instance_id", "started_at", "jobs_loaded", "running", "paused"])
+        rows = [{**i, "shards": owned_label(i.get("shards"))} for i in instances]
+        print_table(
+            rows, ["instance_id", "started_at", "jobs_loaded", "running", "paused", "shards"]
+        )
         for instance in instances:
             last = instance.get("last_watcher_pass") or {}
             sync = instance.get("last_sync")

@@ -102,3 +102,14 @@ class ShardSet:
             shard_bounds(k, self.shards) for k in sorted(self.owned if only is None else only)
         ]
         return [lo for lo, _ in ranges], [hi for _, hi in ranges]
+
+
+def owned_label(described: object) -> str:
+    """An instance's shards as its status shows them ('all', or '0,3,5 of 8 (+1 loading)'), from
+    the `shards` entry of its heartbeat summary (missing: an instance of an older version)."""
+    if not isinstance(described, dict) or int(described.get("count", 1)) <= 1:
+        return "all"
+    owned = ",".join(str(k) for k in described.get("owned", []))
+    loading = len(described.get("loading", []))
+    label = f"{owned or 'none'} of {described['count']}"
+    return f"{label} (+{loading} loading)" if loading else label

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from services.model.shards import owned_label
 from services.web.dashboard.charts import COLOURS
 from services.web.dashboard.session import Viewer
 
@@ -69,6 +70,7 @@ templates = Environment(
 )
 templates.filters["when"] = _when
 templates.filters["seconds"] = _seconds
+templates.filters["shards"] = owned_label
 templates.globals["colours"] = COLOURS
 
 

@@ -1,0 +1,176 @@
+"""The shard keeper's rounds against a real database: the assignment, make-before-break, a dead
+owner's shards moving, a lapsed lease taken again. Each keeper drives a stand-in for the
+watcher that records what it was asked to load and drop (the daemons' own tests, with real
+watchers, are in test_shards.py); the leases, the members and their expiry are PostgreSQL's."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from database.connection import DatabaseConnection
+from services.clock import SystemClock
+from services.metrics import Metrics
+from services.model.shards import ShardSet, assign, shard_of
+from services.store.shards import ShardLeaseStore
+from services.watch.shard_keeper import ShardKeeper
+from tests.support.waiting import wait_until
+
+SHARDS = 8
+LEASE = 1.0
+
+
+class RecordingWatcher:
+    """What ShardKeeper asks of the watcher: the shards in memory, loads and drops."""
+
+    def __init__(self) -> None:
+        self.shards = ShardSet(SHARDS, frozenset())
+        self.loads: list[tuple[set[int], set[int]]] = []
+        self.drops: list[set[int]] = []
+
+    def load_shards(self, shards: set[int], *, catch_up: set[int]) -> Counter[str]:
+        self.loads.append((set(shards), set(catch_up)))
+        self.shards = ShardSet(SHARDS, self.shards.owned | shards)
+        return Counter(added=len(shards))
+
+    def drop_shards(self, shards: set[int]) -> int:
+        self.drops.append(set(shards))
+        self.shards = ShardSet(SHARDS, self.shards.owned - shards)
+        return len(shards)
+
+
+def keeper(db: DatabaseConnection, instance_id: str, *, replicas: int = 1) -> ShardKeeper:
+    return ShardKeeper(
+        ShardLeaseStore(db, instance_id, lease_seconds=LEASE),
+        RecordingWatcher(),  # type: ignore[arg-type]
+        Metrics(),
+        SystemClock(),
+        shards=SHARDS,
+        replicas=replicas,
+        settle=0.0,
+        stop=threading.Event(),
+    )
+
+
+def start(k: ShardKeeper) -> set[int]:
+    """What EnhancedScheduler.start does: join, load what was leased, mark it loaded."""
+    owned, catch_up = k.join()
+    k.watcher.load_shards(set(owned.owned), catch_up=catch_up)
+    k.loaded()
+    return set(owned.owned)
+
+
+def loaded_owners(db: DatabaseConnection) -> dict[int, set[str]]:
+    rows = db.fetch_all(
+        "SELECT shard, instance_id FROM scheduler_shards"
+        " WHERE loaded_at IS NOT NULL AND lease_until > now()"
+    )
+    owners: dict[int, set[str]] = {k: set() for k in range(SHARDS)}
+    for row in rows:
+        owners[row["shard"]].add(row["instance_id"])
+    return owners
+
+
+def test_a_joining_instance_takes_its_shards_and_the_other_drops_them_only_once_loaded(
+    db: DatabaseConnection,
+) -> None:
+    a = keeper(db, "a")
+    assert start(a) == set(range(SHARDS))  # alone: everything, caught up (nobody had it)
+    assert a.watcher.loads == [(set(range(SHARDS)), set(range(SHARDS)))]
+
+    b = keeper(db, "b")
+    owned_b, catch_up_b = b.join()  # leased, not loaded yet
+    wanted_b = {k for k, o in assign(SHARDS, ["a", "b"], 1).items() if o == ["b"]}
+    assert set(owned_b.owned) == wanted_b and wanted_b
+    assert catch_up_b == set()  # a has them loaded: firing them, nothing was missed
+    a.round()
+    assert a.watcher.drops == []  # b has not loaded them: a keeps firing them
+    assert all(loaded_owners(db)[k] == {"a"} for k in range(SHARDS))
+
+    b.watcher.load_shards(set(owned_b.owned), catch_up=catch_up_b)
+    b.loaded()
+    a.round()
+    assert a.watcher.drops == [wanted_b]
+    owners = loaded_owners(db)
+    assert all(len(owners[k]) == 1 for k in range(SHARDS))
+    assert {k for k in range(SHARDS) if owners[k] == {"b"}} == wanted_b
+    assert a.describe()["owned"] == sorted(set(range(SHARDS)) - wanted_b)
+
+
+def test_a_dead_owners_shards_move_once_its_lease_lapses_and_are_caught_up(
+    db: DatabaseConnection,
+) -> None:
+    a, b = keeper(db, "a"), keeper(db, "b")
+    start(a)
+    start(b)
+    a.round()  # drops what b now holds
+    b_shards = set(b.watcher.shards.owned)
+    assert b_shards and not (b_shards & set(a.watcher.shards.owned))
+
+    # b is killed: it renews nothing more. Its leases lapse LEASE seconds after its last round.
+    def a_owns_everything() -> bool:
+        a.round()
+        return set(a.watcher.shards.owned) == set(range(SHARDS))
+
+    wait_until(a_owns_everything, timeout=LEASE * 5, interval=0.1)
+    taken, caught_up = a.watcher.loads[-1]
+    assert taken == b_shards
+    assert caught_up == b_shards  # no live owner had them: missed occurrences are a's to handle
+    assert all(loaded_owners(db)[k] == {"a"} for k in range(SHARDS))
+
+
+def test_with_two_replicas_every_shard_keeps_two_loaded_owners_through_a_hand_over(
+    db: DatabaseConnection,
+) -> None:
+    a, b, c = (keeper(db, name, replicas=2) for name in "abc")
+    for k in (a, b):
+        start(k)
+    assert all(owners == {"a", "b"} for owners in loaded_owners(db).values())
+    start(c)
+    for k in (a, b, c):
+        k.round()
+        assert all(len(owners) >= 2 for owners in loaded_owners(db).values())
+    for k in (a, b, c):
+        k.round()
+    owners = loaded_owners(db)
+    assert all(len(o) == 2 for o in owners.values())
+    expected = assign(SHARDS, ["a", "b", "c"], 2)
+    assert owners == {k: set(v) for k, v in expected.items()}
+    counts = Counter(name for o in owners.values() for name in o)
+    assert sorted(counts.values()) == [5, 5, 6]  # bounded: never 7 of 8 on one instance
+
+
+def test_a_lease_that_lapsed_under_a_live_instance_is_taken_again_loaded(
+    db: DatabaseConnection,
+) -> None:
+    a = keeper(db, "a")
+    start(a)
+    # a froze past its lease and someone deleted the lapsed rows meanwhile.
+    db.execute("DELETE FROM scheduler_shards")
+    a.round()
+    assert a.watcher.drops == []  # still ours to fire: taken again, not reloaded
+    assert len(a.watcher.loads) == 1
+    assert all(owners == {"a"} for owners in loaded_owners(db).values())
+
+
+def test_a_graceful_stop_leaves_at_once(db: DatabaseConnection) -> None:
+    a, b = keeper(db, "a"), keeper(db, "b")
+    start(a)
+    start(b)
+    a.round()
+    b.leave()
+    assert db.fetch_value("SELECT count(*) FROM scheduler_members WHERE instance_id = 'b'") == 0
+    a.round()  # no lease lapse to wait for
+    assert set(a.watcher.shards.owned) == set(range(SHARDS))
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8, 64])
+def test_sql_and_python_agree_on_every_schedules_shard(db: DatabaseConnection, shards: int) -> None:
+    rows = db.fetch_all(
+        "SELECT id, scheduler_shard(id, %(s)s) AS shard"
+        " FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 2000)) t",
+        {"s": shards},
+    )
+    assert all(shard_of(row["id"], shards) == row["shard"] for row in rows)

@@ -188,11 +188,11 @@ class EnhancedScheduler:
             timeout=s.shutdown_timeout,
             clock=self.clock,
             remove_heartbeat=self.heartbeat.remove,
+            leave_shards=self.shard_keeper.leave,
             closers=[
                 self._stop_health,
                 self.handlers.close,
                 self.notifications.close,
-                self.shard_keeper.leave,
                 self.db.close,
                 self.redis.close,
             ],

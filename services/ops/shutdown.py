@@ -45,6 +45,9 @@ class Shutdown:
     clock: Clock
     remove_heartbeat: Callable[[], None]
     closers: Sequence[Callable[[], None]]  # in order, once everything has stopped
+    # Once firing has stopped, before the wait for runs: hand our shards over now, not after
+    # SHUTDOWN_TIMEOUT (with SHARD_REPLICAS=1 nobody else fires them meanwhile).
+    leave_shards: Callable[[], None] = lambda: None
     _done: bool = False
 
     def run(self) -> None:
@@ -55,6 +58,7 @@ class Shutdown:
         sd_notify("STOPPING=1")
         log.info("scheduler.stopping", running=len(self.runner.active_runs()))
         self.jobs.pause()
+        self.leave_shards()
         deadline = self.clock.monotonic() + self.timeout
         # A batch being locked and claimed right now must register its runs before we look.
         self.pipeline.stop_starting(timeout=self.timeout)

@@ -59,6 +59,8 @@ class ShardKeeper:
         # Until the start-up load is done, a round only renews: the load may take longer than
         # a lease (LOCK_TIMEOUT), and what it loads must not change under it.
         self._loading = threading.Event()
+        self._rounds = threading.Lock()  # a round under way finishes before we leave
+        self._left = False
 
     @property
     def enabled(self) -> bool:
@@ -91,10 +93,13 @@ class ShardKeeper:
 
     def round(self) -> None:
         """One round; a database outage skips it (what is loaded keeps firing, under locks)."""
-        try:
-            self._round()
-        except (DatabaseUnavailable, DatabaseError) as exc:
-            log.warning("shards.round_failed", error=str(exc))
+        with self._rounds:
+            if self._left:
+                return  # stopping: a round now would join again
+            try:
+                self._round()
+            except (DatabaseUnavailable, DatabaseError) as exc:
+                log.warning("shards.round_failed", error=str(exc))
 
     def _round(self) -> None:
         members, held = self.leases.renew(self.shards, self.replicas)
@@ -204,6 +209,10 @@ class ShardKeeper:
     def leave(self) -> None:
         """A graceful stop: leases and membership go now, so the others take over at their next
         round instead of after LOCK_TIMEOUT."""
+        if not self.enabled:
+            return
+        with self._rounds:
+            self._left = True
         try:
             self.leases.leave()
         except (DatabaseUnavailable, DatabaseError) as exc:

@@ -53,11 +53,12 @@ def _ranked(shard: int, instances: Iterable[str]) -> list[str]:
 
 def assign(shards: int, instances: Iterable[str], replicas: int) -> dict[int, list[str]]:
     """The owners of every shard: rendezvous with bounded loads. Each shard goes to its best
-    ranked instances that still have room, room being ceil(shards * replicas / instances): with
-    8 shards, 2 replicas and 3 instances, plain rendezvous gives one instance 7 shards about one
-    time in five; bounded, every instance holds 5 or 6. A member joining or leaving still moves
-    few shards (those over the bound move to their next choice). Every instance computes the
-    same answer from the same member list."""
+    ranked instances that still have room (ceil(shards * replicas / instances)); then, while one
+    instance holds two shards more than another, one of its shards moves to the less loaded one
+    (the shard that one ranks best). So every instance holds the fair count or one more: with 8
+    shards, 2 replicas and 3 instances, plain rendezvous gives one instance 7 shards about one
+    time in five; bounded and levelled, each holds 5 or 6. A member joining or leaving still
+    moves few shards, and every instance computes the same answer from the same member list."""
     members = sorted(set(instances))
     if not members:
         return {k: [] for k in range(shards)}
@@ -74,7 +75,23 @@ def assign(shards: int, instances: Iterable[str], replicas: int) -> dict[int, li
         for member in chosen:
             load[member] += 1
         owned[k] = chosen
+    _level(owned, load)
     return owned
+
+
+def _level(owned: dict[int, list[str]], load: dict[str, int]) -> None:
+    """Move shards from the most to the least loaded member until no two differ by more than
+    one. Each move lowers the sum of squared loads, so this ends."""
+    while True:
+        most = max(load, key=lambda m: (load[m], m))
+        least = min(load, key=lambda m: (load[m], m))
+        if load[most] - load[least] <= 1:
+            return
+        movable = [k for k, chosen in owned.items() if most in chosen and least not in chosen]
+        k = max(movable, key=lambda shard: (_score(shard, least), shard))
+        owned[k] = [least if m == most else m for m in owned[k]]
+        load[most] -= 1
+        load[least] += 1
 
 
 @dataclass(frozen=True)

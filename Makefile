@@ -8,10 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-services test-unit test-integration test-browser test-faults lint format typecheck bench bench-dispatch bench-celery \
-        migrate services browser db demo clean help bench-million
+        migrate services browser db demo clean help bench-million bench-fire-load
 
 help:
-	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-dispatch | bench-celery | bench-million | migrate | demo | clean"
+	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-dispatch | bench-celery | bench-million | bench-fire-load | migrate | demo | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,10 @@ bench-dispatch: venv test-services
 # Occurrences per second dispatched to RabbitMQ as Celery tasks through the run pipeline.
 bench-celery: venv test-services
 	$(PY) -m bench.bench_celery
+
+# What a sustained fire rate costs PostgreSQL and Redis, per 1,000 fires/s (docs/scaling.md).
+bench-fire-load: venv test-services
+	$(PY) -m bench.bench_fire_load
 
 # The varied load mix at 1,000,000 rows too (issue 19): long, and several GB of RAM.
 bench-million: venv services

@@ -1,16 +1,34 @@
 """The kill -9 loop shared by the chaos cases: a random instance killed every 10-20 s and
-restarted at once or after up to 3 s down, the others kept under watch all along."""
+restarted at once or after up to 3 s down, the others kept under watch all along; and case 1's
+whole run over it (200 schedules every second), which the sharded case repeats over shards."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.faults.common import db_now, keep_alive_for
-from tests.faults.invariants import Ending
+from tests.faults.common import (
+    NOOP,
+    Spawn,
+    db_now,
+    engine_env,
+    keep_alive_for,
+    lateness,
+    percentile,
+    start_all,
+)
+from tests.faults.invariants import CaseRecord, Ending, Report, check_invariants
 from tests.support.daemon import DaemonProcess
+from tests.support.schedules import insert_interval_schedules
+
+SCHEDULES, PERIOD = 200, 1
+# The chaos run at issue 21's settings: a killed instance's rows must be resolved within
+# LOCK_TIMEOUT + SCHEDULE_CHECK_INTERVAL (5 + 2 s, engine_env's interval) + a 2 s margin.
+CHAOS_LOCK_TIMEOUT, CHAOS_HEARTBEAT, SCHEDULE_CHECK_INTERVAL = 5.0, 0.5, 2.0
+CHECK_INTERVAL = SCHEDULE_CHECK_INTERVAL + 2.0
 
 
 @dataclass
@@ -60,3 +78,75 @@ def kill_loop(
             next_kill = time.monotonic() + rng.uniform(10, 20)
         keep_alive_for(min(0.5, max(0.0, deadline - time.monotonic())), list(slots.values()))
     return log
+
+
+def kill_chaos_case(
+    case: str,
+    env: dict[str, str],
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    spawn: Spawn,
+    *,
+    duration: float,
+    instances: int = 3,
+    lock_timeout: float = CHAOS_LOCK_TIMEOUT,
+    **settings: str,
+) -> Report:
+    """`instances` daemons (with `settings` on top of case 1's), 200 schedules every second,
+    the kill loop for `duration` seconds; then every invariant, the whole run being one healthy
+    window (the survivors cover the dead instance), killed runs resolved within `lock_timeout`
+    + CHECK_INTERVAL. Prints the kills and the figures."""
+    seed = int(os.environ.get("FAULTS_SEED") or time.time())
+    rng = random.Random(seed)
+    print(f"\nchaos seed {seed} (FAULTS_SEED={seed} replays the same choices)")
+    schedules = insert_interval_schedules(
+        database_url, SCHEDULES, seconds=PERIOD, job_type="python", payload=NOOP
+    )
+    environ = engine_env(
+        env,
+        LOCK_TIMEOUT=f"{lock_timeout:g}",
+        HEARTBEAT_INTERVAL=f"{CHAOS_HEARTBEAT:g}",
+        SCHEDULE_CHECK_INTERVAL=f"{SCHEDULE_CHECK_INTERVAL:g}",
+        MAX_WORKERS="10",
+        **settings,
+    )
+    slots = {f"inst-{n}": spawn(environ, f"inst-{n}") for n in range(instances)}
+    start_all(slots.values())
+    window_start = db_now(database_url)
+    chaos = kill_loop(
+        slots,
+        lambda name, n: spawn(environ, name, log_name=f"{name}-{n}").start(timeout=60),
+        duration=duration,
+        # The last kill leaves time for the others to reap its runs before everything stops.
+        quiet_tail=lock_timeout + CHECK_INTERVAL + 3,
+        rng=rng,
+        database_url=database_url,
+    )
+    window_end = db_now(database_url)
+
+    report = check_invariants(
+        CaseRecord(
+            database_url=database_url,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            lock_timeout=lock_timeout,
+            check_interval=CHECK_INTERVAL,
+            heartbeat_ttl=3 * CHAOS_HEARTBEAT,
+            endings=chaos.stop(slots, database_url),
+            schedules=schedules,
+            period=PERIOD,
+            healthy=[(window_start, window_end)],
+            daemons=chaos.every,
+        )
+    )
+    late = lateness(r for r in report.rows if r["trigger"] == "schedule")
+    print(f"kills (instance, seconds down): {chaos.kills}")
+    print(f"{case}: {report}")
+    print(
+        f"{case} lateness: p50 {percentile(late, 50):.3f} s, p99 {percentile(late, 99):.3f} s, "
+        f"max {max(late):.3f} s over {len(late)} runs"
+    )
+    assert len(chaos.kills) >= max(1, int(duration // 20) - 1), chaos.kills
+    assert report.expected_occurrences >= SCHEDULES * (duration - 5)
+    return report

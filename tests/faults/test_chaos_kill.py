@@ -8,8 +8,6 @@ healthy window, and every occurrence in it must have exactly one row.
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,87 +16,28 @@ import pytest
 import redis
 
 from services.lock.keys import schedule_lock_key
-from tests.faults.chaos import kill_loop
+from tests.faults.chaos import kill_chaos_case
 from tests.faults.common import (
     NOOP,
     Spawn,
     db_now,
     engine_env,
     keep_alive_for,
-    lateness,
-    percentile,
     scaled,
     start_all,
 )
-from tests.faults.invariants import CaseRecord, check_invariants
-from tests.support.daemon import DaemonProcess
 from tests.support.schedules import insert_interval_schedules, interval_occurrences, query
 from tests.support.waiting import wait_until
 
-SCHEDULES, PERIOD = 200, 1
 DURATION = scaled(60)
 LOCK_TIMEOUT, HEARTBEAT = 3.0, 0.5
-# The chaos run at issue 21's settings: a killed instance's rows must be resolved within
-# LOCK_TIMEOUT + SCHEDULE_CHECK_INTERVAL (5 + 2 s, engine_env's interval) + a 2 s margin.
-CHAOS_LOCK_TIMEOUT, SCHEDULE_CHECK_INTERVAL = 5.0, 2.0
-CHECK_INTERVAL = SCHEDULE_CHECK_INTERVAL + 2.0
 
 
 @pytest.mark.timeout(int(150 + 2 * DURATION))
 def test_kill_9_chaos_loses_nothing_and_runs_nothing_twice(
     env: dict[str, str], database_url: str, redis_url: str, redis_prefix: str, spawn: Spawn
 ) -> None:
-    seed = int(os.environ.get("FAULTS_SEED") or time.time())
-    rng = random.Random(seed)
-    print(f"\nchaos seed {seed} (FAULTS_SEED={seed} replays the same choices)")
-    schedules = insert_interval_schedules(
-        database_url, SCHEDULES, seconds=PERIOD, job_type="python", payload=NOOP
-    )
-    environ = engine_env(
-        env,
-        LOCK_TIMEOUT=f"{CHAOS_LOCK_TIMEOUT:g}",
-        HEARTBEAT_INTERVAL=f"{HEARTBEAT:g}",
-        SCHEDULE_CHECK_INTERVAL=f"{SCHEDULE_CHECK_INTERVAL:g}",
-        MAX_WORKERS="10",
-    )
-    slots: dict[str, DaemonProcess] = {f"inst-{n}": spawn(environ, f"inst-{n}") for n in range(3)}
-    start_all(slots.values())
-    window_start = db_now(database_url)
-    chaos = kill_loop(
-        slots,
-        lambda name, n: spawn(environ, name, log_name=f"{name}-{n}").start(timeout=60),
-        duration=DURATION,
-        # The last kill leaves time for the others to reap its runs before everything stops.
-        quiet_tail=CHAOS_LOCK_TIMEOUT + CHECK_INTERVAL + 3,
-        rng=rng,
-        database_url=database_url,
-    )
-    window_end = db_now(database_url)
-
-    report = check_invariants(
-        CaseRecord(
-            database_url=database_url,
-            redis_url=redis_url,
-            redis_prefix=redis_prefix,
-            lock_timeout=CHAOS_LOCK_TIMEOUT,
-            check_interval=CHECK_INTERVAL,
-            heartbeat_ttl=3 * HEARTBEAT,
-            endings=chaos.stop(slots, database_url),
-            schedules=schedules,
-            period=PERIOD,
-            healthy=[(window_start, window_end)],
-            daemons=chaos.every,
-        )
-    )
-    late = lateness(r for r in report.rows if r["trigger"] == "schedule")
-    print(f"kills (instance, seconds down): {chaos.kills}")
-    print(f"case 1: {report}")
-    print(
-        f"case 1 lateness: p50 {percentile(late, 50):.3f} s, p99 {percentile(late, 99):.3f} s, "
-        f"max {max(late):.3f} s over {len(late)} runs"
-    )
-    assert len(chaos.kills) >= max(1, int(DURATION // 20) - 1), chaos.kills
-    assert report.expected_occurrences >= SCHEDULES * (DURATION - 5)
+    kill_chaos_case("case 1", env, database_url, redis_url, redis_prefix, spawn, duration=DURATION)
 
 
 @pytest.mark.timeout(120)

@@ -230,7 +230,7 @@ class EnhancedScheduler:
         self.pipeline.start()
         if self.shard_keeper.enabled:
             owned, catch_up = self.shard_keeper.join()
-            self.threads["shard-keeper"].start()  # renews the leases while the load lasts
+            self.threads["shard-leases"].start()  # renews the leases while the load lasts
             self.watcher.initial_load(shards=owned, catch_up_shards=catch_up)
             self.shard_keeper.loaded()
         else:

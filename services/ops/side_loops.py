@@ -146,6 +146,7 @@ def build_side_loops(
         ("notify-pruner", notified.step, 3600.0),
     ]
     if shard_keeper.enabled:
+        loops.append(("shard-leases", shard_keeper.renew_leases, timing.beat))
         loops.append(("shard-keeper", shard_keeper.round, timing.beat))
     if periodic_sync and s.api_url:
         loops.append(("api-sync", api_sync.step, api_sync_interval))

@@ -1,14 +1,15 @@
 """The shard keeper: which shards this instance owns (DESIGN.md "Beyond one machine").
 
-Each round (every heartbeat period) renews this instance's membership and leases in PostgreSQL,
-then computes, over the live members, the owners each shard should have (rendezvous hashing with
-bounded loads, `model/shards.assign`). A shard this instance should own and does not is leased,
-loaded, then marked loaded. A shard it owns and should not is dropped only once every owner it
-should have has marked it loaded: make-before-break, so a hand-over never leaves a shard with fewer
-loaded owners than before. A dead instance's leases lapse after LOCK_TIMEOUT; the next round of the
-others re-assigns its shards. Exactly once never rests on any of this: two owners of one shard both
-fire it, and the lock and the unique key keep each occurrence to one run, so a round that comes
-late, or a member list that two instances see differently for a moment, costs only memory and lock
+Each round (every heartbeat period) renews this instance's membership and leases in PostgreSQL
+(a loop of their own renews them while a round is busy loading), then computes, over the live
+members, the owners each shard should have (rendezvous hashing with bounded loads,
+`model/shards.assign`). A shard this instance should own and does not is leased, loaded, then
+marked loaded. A shard it owns and should not is dropped only once every owner it should have has
+marked it loaded: make-before-break, so a hand-over never leaves a shard with fewer loaded owners
+than before. A dead instance's leases lapse after LOCK_TIMEOUT; the next round of the others
+re-assigns its shards. Exactly once never rests on any of this: two owners of one shard both fire
+it, and the lock and the unique key keep each occurrence to one run, so a round that comes late,
+or a member list that two instances see differently for a moment, costs only memory and lock
 attempts.
 
 Catch-up belongs to a shard nobody had loaded: a shard taken over from a live loaded owner is
@@ -56,10 +57,16 @@ class ShardKeeper:
         self._held: dict[int, Lease] = {}  # our leases as of the last round
         self._mismatch_logged: set[str] = set()
         self._state = threading.Lock()
-        # Until the start-up load is done, a round only renews: the load may take longer than
-        # a lease (LOCK_TIMEOUT), and what it loads must not change under it.
+        # A load (the start-up one, or a shard a round takes) may outlast a lease (LOCK_TIMEOUT):
+        # while one is under way, `renew_leases` (a loop of its own) keeps our membership and
+        # leases alive, or the others would re-assign our shards and a cascade of hand-overs
+        # would follow. Until the start-up load is done, no round runs at all: what it loads
+        # must not change under it.
         self._loading = threading.Event()
-        self._rounds = threading.Lock()  # a round under way finishes before we leave
+        self._busy = threading.Event()  # a round is under way
+        # Every write to our rows holds this, and none is made once we have left: a stop never
+        # waits for a load, and no lease or membership is written back after the leave.
+        self._writes = threading.Lock()
         self._left = False
 
     @property
@@ -76,7 +83,7 @@ class ShardKeeper:
         self.stop.wait(self.settle)
         members, held = self.leases.renew(self.shards, self.replicas)
         wanted = self._wanted(members)
-        taken = {**held, **self.leases.take(set(wanted) - set(held))}
+        taken = {**held, **self.leases.take(wanted - set(held))}
         with self._state:
             self._held = taken
         self._loading.set()
@@ -91,37 +98,59 @@ class ShardKeeper:
 
     # -- rounds -----------------------------------------------------------------------------
 
+    def renew_leases(self) -> None:
+        """The lease loop (every heartbeat period): while a load is under way, renew our
+        membership and leases, which the busy round cannot. Otherwise the round renews."""
+        if not (self._loading.is_set() or self._busy.is_set()):
+            return
+        try:
+            self._renew()
+        except (DatabaseUnavailable, DatabaseError) as exc:
+            log.warning("shards.renew_failed", error=str(exc))
+
     def round(self) -> None:
         """One round; a database outage skips it (what is loaded keeps firing, under locks)."""
-        with self._rounds:
-            if self._left:
-                return  # stopping: a round now would join again
-            try:
-                self._round()
-            except (DatabaseUnavailable, DatabaseError) as exc:
-                log.warning("shards.round_failed", error=str(exc))
-
-    def _round(self) -> None:
-        members, held = self.leases.renew(self.shards, self.replicas)
         if self._loading.is_set():
-            return
+            return  # the start-up load: the lease loop renews meanwhile
+        self._busy.set()
+        try:
+            renewed = self._renew()
+            if renewed is not None:
+                self._round(*renewed)
+        except (DatabaseUnavailable, DatabaseError) as exc:
+            log.warning("shards.round_failed", error=str(exc))
+        finally:
+            self._busy.clear()
+
+    def _renew(self) -> tuple[list[Member], dict[int, Lease]] | None:
+        with self._writes:
+            if self._left:
+                return None  # stopping: a renewal now would join again
+            return self.leases.renew(self.shards, self.replicas)
+
+    def _take(self, shards: set[int]) -> dict[int, Lease]:
+        with self._writes:
+            return {} if self._left else self.leases.take(shards)
+
+    def _round(self, members: list[Member], held: dict[int, Lease]) -> None:
         wanted = self._wanted(members)
         in_memory = set(self.watcher.shards.owned)
         # Leases that lapsed under us (we were cut off past LOCK_TIMEOUT): still wanted, taken
         # again and, being loaded, marked so at once; otherwise dropped.
         lapsed = in_memory - set(held)
         if lapsed & wanted:
-            retaken = self.leases.take(lapsed & wanted)
-            held.update(retaken)
-            self.leases.mark_loaded({k: lease.epoch for k, lease in retaken.items()})
+            retaken = self._take(lapsed & wanted)
             held.update({k: Lease(k, self.instance_id, v.epoch, True) for k, v in retaken.items()})
-            log.warning("shards.leases_retaken", shards=sorted(lapsed & wanted))
+            with self._state:
+                self._held.update(retaken)
+            self._mark_loaded(set(retaken))
+            log.warning("shards.leases_retaken", shards=sorted(retaken))
         if lapsed - wanted:
             self.watcher.drop_shards(lapsed - wanted)
             log.warning("shards.lapsed_dropped", shards=sorted(lapsed - wanted))
         missing = wanted - set(held)
         if missing:
-            held.update(self.leases.take(missing))
+            held.update(self._take(missing))
         with self._state:
             self._held = dict(held)
         # Not loaded yet, or loaded by an earlier process under our INSTANCE_ID (not by us).
@@ -162,7 +191,9 @@ class ShardKeeper:
         if not ready:
             return
         self.watcher.drop_shards(ready)
-        self.leases.drop(ready)
+        with self._writes:
+            if not self._left:  # else the leave has deleted every lease already
+                self.leases.drop(ready)
         with self._state:
             for k in ready:
                 self._held.pop(k, None)
@@ -173,8 +204,9 @@ class ShardKeeper:
             epochs = {k: self._held[k].epoch for k in shards if k in self._held}
             for k, epoch in epochs.items():
                 self._held[k] = Lease(k, self.instance_id, epoch, True)
-        if epochs:
-            self.leases.mark_loaded(epochs)
+        with self._writes:
+            if epochs and not self._left:
+                self.leases.mark_loaded(epochs)
 
     def _live(self, members: list[Member]) -> list[str]:
         live = [m.instance_id for m in members]
@@ -211,12 +243,12 @@ class ShardKeeper:
         round instead of after LOCK_TIMEOUT."""
         if not self.enabled:
             return
-        with self._rounds:
+        with self._writes:  # waits for a write under way, never for a load
             self._left = True
-        try:
-            self.leases.leave()
-        except (DatabaseUnavailable, DatabaseError) as exc:
-            log.warning("shards.leave_failed", error=str(exc))
+            try:
+                self.leases.leave()
+            except (DatabaseUnavailable, DatabaseError) as exc:
+                log.warning("shards.leave_failed", error=str(exc))
 
     def describe(self) -> dict[str, Any]:
         """What the heartbeat summary and the status show."""

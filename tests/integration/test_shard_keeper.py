@@ -6,6 +6,7 @@ watchers, are in test_shards.py); the leases, the members and their expiry are P
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -29,9 +30,11 @@ class RecordingWatcher:
         self.shards = ShardSet(SHARDS, frozenset())
         self.loads: list[tuple[set[int], set[int]]] = []
         self.drops: list[set[int]] = []
+        self.load_seconds = 0.0  # how long a load takes (a big shard's rows)
 
     def load_shards(self, shards: set[int], *, catch_up: set[int]) -> Counter[str]:
         self.loads.append((set(shards), set(catch_up)))
+        time.sleep(self.load_seconds)
         self.shards = ShardSet(SHARDS, self.shards.owned | shards)
         return Counter(added=len(shards))
 
@@ -153,6 +156,57 @@ def test_a_lease_that_lapsed_under_a_live_instance_is_taken_again_loaded(
     assert a.watcher.drops == []  # still ours to fire: taken again, not reloaded
     assert len(a.watcher.loads) == 1
     assert all(owners == {"a"} for owners in loaded_owners(db).values())
+
+
+def test_a_load_that_outlasts_the_lease_keeps_the_instance_and_its_leases_alive(
+    db: DatabaseConnection,
+) -> None:
+    """A round taking over shards loads them for three leases' time; the lease loop keeps the
+    membership and every lease alive meanwhile, so nobody re-assigns them and the round, once
+    done, has nothing to take again."""
+    a, b = keeper(db, "a"), keeper(db, "b")
+    start(a)
+    start(b)
+    a.round()
+    b.leave()  # b's shards are a's again: a's next round loads them, slowly
+    a.watcher.load_seconds = 3 * LEASE
+    lease_loop = threading.Event()
+
+    def renew_every_beat() -> None:
+        while not lease_loop.wait(LEASE / 4):
+            a.renew_leases()
+
+    renewer = threading.Thread(target=renew_every_beat)
+    renewer.start()
+    rounds = threading.Thread(target=a.round)
+    rounds.start()
+    lapsed: list[str] = []
+    taken = False
+    try:
+        while rounds.is_alive():
+            alive = db.fetch_value(
+                "SELECT count(*) FROM scheduler_members WHERE instance_id = 'a'"
+                " AND lease_until > now()"
+            )
+            if alive != 1:
+                lapsed.append("membership")
+            leases = db.fetch_value(
+                "SELECT count(*) FROM scheduler_shards WHERE instance_id = 'a'"
+                " AND lease_until > now()"
+            )
+            taken = taken or leases == SHARDS  # the round has leased b's old shards
+            if taken and leases != SHARDS:
+                lapsed.append(f"{leases} leases of {SHARDS}")
+            time.sleep(LEASE / 10)
+        rounds.join()
+    finally:
+        lease_loop.set()
+        renewer.join()
+    assert taken and lapsed == []
+    assert all(owners == {"a"} for owners in loaded_owners(db).values())
+    a.round()
+    assert len(a.watcher.loads) == 2  # the start-up load and the slow one: nothing retaken
+    assert a.watcher.drops == [set(b.watcher.shards.owned)]  # the first round, to b
 
 
 def test_a_graceful_stop_leaves_at_once(db: DatabaseConnection) -> None:

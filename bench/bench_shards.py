@@ -21,6 +21,7 @@ it spent since the last one (the daemons keep their pools' connections, so this 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ from typing import Any
 import psycopg
 
 from bench.bench_memory import memory_mb
-from bench.bench_watcher import spawn_scheduler, wait_for_event
+from bench.bench_watcher import spawn_scheduler
 from bench.common import (
     REDIS_URL,
     Record,
@@ -89,22 +90,36 @@ class Instance:
     started_after: float | None = None
     error: BaseException | None = None
     backends: dict[int, float] = field(default_factory=dict)  # backend pid -> CPU s last seen
+    events: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def watch(self) -> None:
-        """Wait (in a thread) for its scheduler.started line; then its stderr is drained."""
+        """Read its JSON log (stderr) in a thread: when scheduler.started came, and each
+        shards.* event (by name, with when it came), until the daemon exits."""
 
-        def wait() -> None:
+        def read() -> None:
+            assert self.proc.stderr is not None
             try:
-                self.started = wait_for_event(self.proc, "scheduler.started", START_TIMEOUT)
-                self.started_after = time.perf_counter() - self.spawned
+                for line in self.proc.stderr:
+                    if b"shards." not in line and b"scheduler.started" not in line:
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    name = str(event.get("event", ""))
+                    if name == "scheduler.started" and self.started is None:
+                        self.started_after = time.perf_counter() - self.spawned
+                        self.started = event
+                    elif name.startswith("shards."):
+                        self.events.append((time.perf_counter(), name, event))
             except BaseException as exc:  # read by check() in the main thread
                 self.error = exc
 
-        threading.Thread(target=wait, name=f"watch-{self.instance_id}", daemon=True).start()
+        threading.Thread(target=read, name=f"log-{self.instance_id}", daemon=True).start()
 
     def check(self) -> None:
         if self.error is not None:
@@ -120,6 +135,7 @@ class Instance:
 class Loaded:
     """What a set-up's start-up measured."""
 
+    at: float  # perf_counter() when it was loaded
     loaded_s: float
     next_run_s: float
     rss_mb: dict[str, float]
@@ -191,7 +207,8 @@ def four_sharded(url: str) -> list[Record]:
             jobs = loaded_jobs(conn, redis, prefix, ids)
             steady = steady_cpu(conn, instances)
             victim, survivors = instances[0], instances[1:]
-            rebalance_s = kill_and_rebalance(conn, victim, survivors)
+            killed, rebalanced = kill_and_rebalance(conn, victim, survivors)
+            rebalance_s = rebalanced - killed
             leases_moved = leases_so_far(conn) - leases_taken
             print(f"bench_shards: B rebalanced in {rebalance_s:.2f}s after kill -9", flush=True)
             after_rss = {i.instance_id: memory_mb(i.pid)["VmRSS"] for i in survivors}
@@ -221,6 +238,8 @@ def four_sharded(url: str) -> list[Record]:
         ),
     ]
     records += instance_figures(tag, loaded, jobs, steady, expected_jobs=expected)
+    records += event_figures(f"{tag}: start-up", instances, 0.0, loaded.at)
+    records += event_figures(f"{tag}: steady state", instances, loaded.at, killed)
     records.append(
         figure(
             f"{tag}: kill -9 of {victim.instance_id} to every shard on {REPLICAS} loaded survivors",
@@ -231,7 +250,16 @@ def four_sharded(url: str) -> list[Record]:
             ok=rebalance_s <= REBALANCE_BOUND,
         )
     )
-    records.append(figure(f"{tag}: leases taken in the rebalance", leases_moved, "leases", N))
+    records.append(
+        figure(
+            f"{tag}: leases taken in the rebalance",
+            leases_moved,
+            "leases",
+            N,
+            note="about a quarter of the owner slots (32) when only the dead one's move",
+        )
+    )
+    records += event_figures(f"{tag}: rebalance", survivors, killed, rebalanced)
     for iid, rss in after_rss.items():
         records.append(figure(f"{tag}: {iid} RSS after the rebalance", round(rss, 1), "MB", N))
     records.append(
@@ -393,6 +421,7 @@ def wait_loaded(
             and (not sharded or settled(conn, ids))
         ):
             loaded = Loaded(
+                at=time.perf_counter(),
                 loaded_s=now if sharded else max(i.started_after or now for i in instances),
                 next_run_s=float("nan"),
                 rss_mb={i.instance_id: memory_mb(i.pid)["VmRSS"] for i in instances},
@@ -445,8 +474,9 @@ def steady_cpu(
 
 def kill_and_rebalance(
     conn: psycopg.Connection[Any], victim: Instance, survivors: list[Instance]
-) -> float:
-    """kill -9 `victim`; seconds until every shard is on its assigned loaded survivors."""
+) -> tuple[float, float]:
+    """kill -9 `victim`; when (perf_counter) it was killed and when every shard was on its
+    assigned loaded survivors."""
     ids = [i.instance_id for i in survivors]
     os.kill(victim.pid, signal.SIGKILL)
     killed = time.perf_counter()
@@ -458,7 +488,42 @@ def kill_and_rebalance(
         for instance in survivors:
             instance.check()
         time.sleep(POLL / 2)
-    return time.perf_counter() - killed
+    return killed, time.perf_counter()
+
+
+# The keeper's log events counted per phase: loads and drops, and the signs of a round that
+# outlasted its leases (a lease that lapsed under its holder, a failed round).
+EVENTS = (
+    "shards.taken",
+    "shards.dropped",
+    "shards.leases_retaken",
+    "shards.lapsed_dropped",
+    "shards.round_failed",
+)
+
+
+def event_figures(
+    phase: str, instances: Sequence[Instance], since: float, until: float
+) -> list[Record]:
+    """How many of each EVENTS the instances logged in [since, until), and the longest load."""
+    records = [
+        figure(
+            f"{phase}: {name} events",
+            sum(1 for i in instances for at, e, _ in i.events if e == name and since <= at < until),
+            "events",
+            N,
+        )
+        for name in EVENTS
+    ]
+    loads = [
+        float(fields.get("duration_s", 0.0))
+        for i in instances
+        for at, name, fields in i.events
+        if name == "shards.taken" and since <= at < until
+    ]
+    if loads:
+        records.append(figure(f"{phase}: longest shards.taken load", max(loads), "s", N))
+    return records
 
 
 def sample_backends(conn: psycopg.Connection[Any], instances: list[Instance]) -> None:

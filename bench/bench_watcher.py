@@ -117,7 +117,7 @@ def daemon_subprocess(
         spawned = time.perf_counter()
         proc = spawn_scheduler(url, prefix, **overrides)
         try:
-            started = wait_for_event(proc, "scheduler.started", timeout)
+            started = _wait_for_event(proc, "scheduler.started", timeout)
             yield Spawned(proc, time.perf_counter() - spawned, started)
         finally:
             stop_scheduler(proc)
@@ -125,7 +125,7 @@ def daemon_subprocess(
 
 def spawn_scheduler(url: str, prefix: str, **overrides: object) -> subprocess.Popen[bytes]:
     """`scheduler.py run` on `url` with Redis prefix `prefix`, its JSON log on a stderr pipe
-    (read it with wait_for_event); stop it with stop_scheduler."""
+    (its reader must keep up: see _wait_for_event); stop it with stop_scheduler."""
     env = {**os.environ, **bench_environ(url, prefix, **overrides), "ENV_FILE": ""}
     return subprocess.Popen(
         [sys.executable, "scheduler.py", "run"],
@@ -175,7 +175,7 @@ def subprocess_start(url: str) -> list[Record]:
     ]
 
 
-def wait_for_event(proc: subprocess.Popen[bytes], event: str, timeout: float) -> dict[str, Any]:
+def _wait_for_event(proc: subprocess.Popen[bytes], event: str, timeout: float) -> dict[str, Any]:
     """Read the daemon's JSON log lines until `event`; fail on exit or time-out."""
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout

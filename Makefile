@@ -8,10 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-services test-unit test-integration test-browser test-faults lint format typecheck bench bench-dispatch bench-celery \
-        migrate services browser db demo clean help bench-million bench-fire-load
+        migrate services browser db demo clean help bench-million bench-fire-load bench-shards
 
 help:
-	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-dispatch | bench-celery | bench-million | bench-fire-load | migrate | demo | clean"
+	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-dispatch | bench-celery | bench-million | bench-fire-load | bench-shards | migrate | demo | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,11 @@ bench-fire-load: venv test-services
 # The varied load mix at 1,000,000 rows too (issue 19): long, and several GB of RAM.
 bench-million: venv services
 	BENCH_MILLION=1 $(PY) -m bench.bench_memory
+
+# One instance holding all against four sharded ones (S=64, R=2), a kill -9 and its rebalance
+# (issue 20). BENCH_SHARDS_N rows (default 100,000); not in `make bench`: it is long.
+bench-shards: venv test-services
+	$(PY) -m bench.bench_shards
 
 demo: venv services
 	deploy/local/demo.sh

@@ -64,9 +64,9 @@ def subprocess_load(url: str, n: int) -> dict[str, float]:
     """Spawn `scheduler.py run`; its start-up time, RSS, peak RSS and next_run completion."""
     with daemon_subprocess(url, START_TIMEOUT) as daemon:
         spawned = time.perf_counter() - daemon.started_after
-        memory = _memory_mb(daemon.proc.pid)
+        memory = memory_mb(daemon.proc.pid)
         complete = wait_next_run_complete(url, spawned)
-        after = _memory_mb(daemon.proc.pid)
+        after = memory_mb(daemon.proc.pid)
     return {
         "loaded_s": daemon.started_after,
         "jobs": float(daemon.started.get("jobs_loaded", -1)),
@@ -116,7 +116,8 @@ def load_figures(m: dict[str, float], floor_mb: float, n: int) -> list[Record]:
     ]
 
 
-def _memory_mb(pid: int) -> dict[str, float]:
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of a process, in MiB."""
     values: dict[str, float] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:

@@ -106,29 +106,45 @@ class Spawned(NamedTuple):
 
 
 @contextmanager
-def daemon_subprocess(url: str, timeout: float, **overrides: object) -> Iterator[Spawned]:
-    """`scheduler.py run` on `url` (own Redis prefix; settings `overrides`), spawned and waited
-    for until its `scheduler.started` line; stopped with SIGTERM afterwards."""
-    with redis_prefix() as prefix:
-        env = {**os.environ, **bench_environ(url, prefix, **overrides), "ENV_FILE": ""}
+def daemon_subprocess(
+    url: str, timeout: float, *, prefix: str | None = None, **overrides: object
+) -> Iterator[Spawned]:
+    """`scheduler.py run` on `url` (its own Redis prefix unless `prefix`; settings `overrides`),
+    spawned and waited for until its `scheduler.started` line; stopped with SIGTERM afterwards."""
+    with ExitStack() as stack:
+        if prefix is None:
+            prefix = stack.enter_context(redis_prefix())
         spawned = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "scheduler.py", "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        proc = spawn_scheduler(url, prefix, **overrides)
         try:
             started = _wait_for_event(proc, "scheduler.started", timeout)
             yield Spawned(proc, time.perf_counter() - spawned, started)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+            stop_scheduler(proc)
+
+
+def spawn_scheduler(url: str, prefix: str, **overrides: object) -> subprocess.Popen[bytes]:
+    """`scheduler.py run` on `url` with Redis prefix `prefix`, its JSON log on a stderr pipe
+    (its reader must keep up: see _wait_for_event); stop it with stop_scheduler."""
+    env = {**os.environ, **bench_environ(url, prefix, **overrides), "ENV_FILE": ""}
+    return subprocess.Popen(
+        [sys.executable, "scheduler.py", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def stop_scheduler(proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `timeout` s; reaps it either way."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
 
 
 def subprocess_start(url: str) -> list[Record]:

@@ -156,11 +156,21 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def write_results(records: Sequence[Record], *, duration_s: float) -> Path:
-    """bench/results.json: one object per figure, each with date, git revision and load."""
+def write_results(
+    records: Sequence[Record], *, duration_s: float, module: str | None = None
+) -> Path:
+    """bench/results.json: one object per figure, each with date, git revision and load. With
+    `module` (a benchmark run on its own), the records are that module's: they replace its
+    earlier ones, and the other modules' figures already in the file stay as they were."""
     date = datetime.now(UTC).isoformat(timespec="seconds")
     revision = git_revision()
-    out = [
+    kept: list[Record] = []
+    if module is not None:
+        records = [{"module": module, **r} for r in records]
+        if RESULTS_PATH.exists():
+            earlier = json.loads(RESULTS_PATH.read_text(encoding="utf-8"))
+            kept = [r for r in earlier if r.get("module") != module]
+    out = kept + [
         {
             **r,
             "date": date,

@@ -56,6 +56,7 @@ class ShardKeeper:
         self.instance_id = leases.instance_id
         self._held: dict[int, Lease] = {}  # our leases as of the last round
         self._mismatch_logged: set[str] = set()
+        self._peer_ids: frozenset[str] = frozenset()  # live members with our settings
         self._state = threading.Lock()
         # A load (the start-up one, or a shard a round takes) may outlast a lease (LOCK_TIMEOUT):
         # while one is under way, `renew_leases` (a loop of its own) keeps our membership and
@@ -161,7 +162,7 @@ class ShardKeeper:
         }
         if to_load:
             self._load(to_load)
-        self._drop_handed_over(set(held) - wanted, members)
+        self._drop_handed_over(set(held) - wanted)
         self._publish()
 
     def _load(self, shards: set[int]) -> None:
@@ -179,11 +180,13 @@ class ShardKeeper:
             duration_s=round(self.clock.monotonic() - started, 3),
         )
 
-    def _drop_handed_over(self, unwanted: set[int], members: list[Member]) -> None:
+    def _drop_handed_over(self, unwanted: set[int]) -> None:
         """Drop each shard we should no longer own once all its owners-to-be have loaded it."""
         if not unwanted:
             return
-        assignment = assign(self.shards, self._live(members), self.replicas)
+        with self._state:
+            peers = sorted(self._peer_ids)
+        assignment = assign(self.shards, peers, self.replicas)
         loaded = {
             (lease.shard, lease.instance_id) for lease in self.leases.live_leases() if lease.loaded
         }
@@ -208,31 +211,47 @@ class ShardKeeper:
             if epochs and not self._left:
                 self.leases.mark_loaded(epochs)
 
-    def _live(self, members: list[Member]) -> list[str]:
-        live = [m.instance_id for m in members]
-        if self.instance_id not in live:
-            live.append(self.instance_id)  # renewed in this very transaction: only a clock step
-        return live
-
     def _wanted(self, members: list[Member]) -> set[int]:
-        for member in members:
-            if (member.shards, member.replicas) != (self.shards, self.replicas):
-                if member.instance_id not in self._mismatch_logged:
-                    self._mismatch_logged.add(member.instance_id)
-                    log.error(
-                        "shards.settings_differ",
-                        instance=member.instance_id,
-                        theirs=f"SCHEDULER_SHARDS={member.shards} SHARD_REPLICAS={member.replicas}",
-                        ours=f"SCHEDULER_SHARDS={self.shards} SHARD_REPLICAS={self.replicas}",
-                    )
-        assignment = assign(self.shards, self._live(members), self.replicas)
+        """The shards the assignment over our peers gives us; records the peers."""
+        peers = self._peers(members)
+        with self._state:
+            self._peer_ids = frozenset(peers)
+        assignment = assign(self.shards, peers, self.replicas)
         return {k for k, chosen in assignment.items() if self.instance_id in chosen}
 
+    def _peers(self, members: list[Member]) -> list[str]:
+        """The live members with our SCHEDULER_SHARDS and SHARD_REPLICAS, us included. One with
+        other settings numbers its shards differently (or assigns them differently), so its
+        leases say nothing about ours: it is left out, and each group of alike instances covers
+        every shard as if alone. During a rolling change of either setting, schedules are then
+        loaded twice, never by nobody; the lock keeps each occurrence to one run."""
+        peers = []
+        for member in members:
+            if (member.shards, member.replicas) == (self.shards, self.replicas):
+                peers.append(member.instance_id)
+            elif member.instance_id not in self._mismatch_logged:
+                self._mismatch_logged.add(member.instance_id)
+                log.error(
+                    "shards.settings_differ",
+                    instance=member.instance_id,
+                    theirs=f"SCHEDULER_SHARDS={member.shards} SHARD_REPLICAS={member.replicas}",
+                    ours=f"SCHEDULER_SHARDS={self.shards} SHARD_REPLICAS={self.replicas}",
+                    effect="left out of the assignment: both load every shard between them",
+                )
+        if self.instance_id not in peers:
+            peers.append(self.instance_id)  # renewed in this very transaction: only a clock step
+        return peers
+
     def _loaded_elsewhere(self, shards: set[int]) -> set[int]:
+        with self._state:
+            peers = self._peer_ids
         return {
             lease.shard
             for lease in self.leases.live_leases()
-            if lease.loaded and lease.instance_id != self.instance_id and lease.shard in shards
+            if lease.loaded
+            and lease.instance_id != self.instance_id
+            and lease.instance_id in peers
+            and lease.shard in shards
         }
 
     def _publish(self) -> None:

@@ -209,6 +209,23 @@ def test_a_load_that_outlasts_the_lease_keeps_the_instance_and_its_leases_alive(
     assert a.watcher.drops == [set(b.watcher.shards.owned)]  # the first round, to b
 
 
+def test_instances_with_other_settings_are_left_out_and_each_group_covers_every_shard(
+    db: DatabaseConnection,
+) -> None:
+    """A rolling change of SHARD_REPLICAS (or SCHEDULER_SHARDS): each instance assigns over the
+    alike ones only, so neither drops a shard on the strength of the other's leases, which mean
+    something else under other settings; between them they load everything twice."""
+    a, b = keeper(db, "a", replicas=1), keeper(db, "b", replicas=2)
+    start(a)
+    start(b)
+    for k in (a, b, a, b):
+        k.round()
+    assert a.watcher.drops == [] and b.watcher.drops == []
+    assert set(a.watcher.shards.owned) == set(b.watcher.shards.owned) == set(range(SHARDS))
+    # b found no alike owner with the shards loaded: catch-up is its own (through the lock).
+    assert b.watcher.loads == [(set(range(SHARDS)), set(range(SHARDS)))]
+
+
 def test_a_graceful_stop_leaves_at_once(db: DatabaseConnection) -> None:
     a, b = keeper(db, "a"), keeper(db, "b")
     start(a)

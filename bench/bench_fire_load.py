@@ -2,12 +2,13 @@
 `python -m bench.bench_fire_load` (`make bench-fire-load`).
 
 One daemon (`scheduler.py run`, MAX_WORKERS=10, no-op python jobs) holds K interval schedules
-firing every second, K in RATES. It talks to a redis-server of its own on a spare port, so that
-the server's CPU and command count are this daemon's alone; PostgreSQL is the shared server, its
-work read from the backends serving the bench database. After a warm-up, a window of WINDOW
-seconds measures:
+firing every second, K in RATES; then two daemons hold the same K, which is what an occurrence
+costs when two owners fire it (SHARD_REPLICAS=2: the lock picks one). They talk to a
+redis-server of their own on a spare port, so that the server's CPU and command count are theirs
+alone; PostgreSQL is the shared server, its work read from the backends serving the bench
+database. After a warm-up, a window of WINDOW seconds measures:
 - fires/s: rows completed in the window per second (what the daemon sustained, not what was due);
-- CPU in cores: the daemon and its PostgreSQL backends (/proc), the redis-server (its INFO);
+- CPU in cores: the daemons and their PostgreSQL backends (/proc), the redis-server (its INFO);
 - per fire: PostgreSQL commits and WAL bytes (the server's WAL position, so anyone else's writes
   in the window count too: an upper bound), Redis commands;
 - and the same scaled to 1,000 fires/s, which is how docs/scaling.md sizes a deployment.
@@ -16,6 +17,7 @@ seconds measures:
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ from bench.probes import backend_pids, cpu_window
 from tests.support.redis_server import RedisServer
 
 RATES = (scale(200, 50), scale(500, 100))
+CASES = (*((k, 1) for k in RATES), (RATES[-1], 2))  # (schedules, daemons)
 WARM_UP = 8.0  # seconds: the first bursts, the pool's connections, the heap settled
 WINDOW = float(scale(30, 10))
 START_TIMEOUT = 120.0
@@ -56,14 +59,10 @@ def _counters(conn: psycopg.Connection[Any], client: redis.Redis) -> Counters:
         " (SELECT count(*) FROM job_executions WHERE status = 'completed')"
     ).fetchone()
     assert row is not None
-    info = client.info("stats")
-    return Counters(
-        time.monotonic(),
-        int(row[0]),
-        int(row[1]),
-        int(info["total_commands_processed"]),
-        int(row[2]),
-    )
+    commands = int(client.info("stats")["total_commands_processed"])
+    cpu = client.info("cpu")
+    redis_cpu = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+    return Counters(time.monotonic(), int(row[0]), int(row[1]), commands, redis_cpu, int(row[2]))
 
 
 def _insert_every_second(url: str, k: int) -> None:
@@ -78,28 +77,28 @@ def _insert_every_second(url: str, k: int) -> None:
         )
 
 
-def measure(k: int) -> list[Record]:
-    with bench_database() as url, RedisServer() as server:
+def measure(k: int, daemons: int) -> list[Record]:
+    with bench_database() as url, RedisServer() as server, ExitStack() as stack:
         _insert_every_second(url, k)
         client = redis.Redis.from_url(server.url)
-        with (
-            daemon_subprocess(
-                url,
-                START_TIMEOUT,
-                REDIS_URL=server.url,
-                MAX_WORKERS=10,
-                SCHEDULE_CHECK_INTERVAL=5,
-                PYTHON_HANDLER_ALLOWLIST="tests.support.handler_funcs",
-            ) as daemon,
-            psycopg.connect(url, autocommit=True) as conn,
-        ):
-            time.sleep(WARM_UP)
-            groups = {"daemon": [daemon.proc.pid], "postgresql": backend_pids(url)}
-            before = _counters(conn, client)
-            with cpu_window(groups) as cpu:
-                time.sleep(WINDOW)
-            after = _counters(conn, client)
-        client.close()
+        stack.callback(client.close)
+        settings = {
+            "REDIS_URL": server.url,
+            "MAX_WORKERS": 10,
+            "SCHEDULE_CHECK_INTERVAL": 5,
+            "PYTHON_HANDLER_ALLOWLIST": "tests.support.handler_funcs",
+        }
+        spawned = [
+            stack.enter_context(daemon_subprocess(url, START_TIMEOUT, **settings))
+            for _ in range(daemons)
+        ]
+        conn = stack.enter_context(psycopg.connect(url, autocommit=True))
+        time.sleep(WARM_UP)
+        groups = {"daemon": [d.proc.pid for d in spawned], "postgresql": backend_pids(url)}
+        before = _counters(conn, client)
+        with cpu_window(groups) as cpu:
+            time.sleep(WINDOW)
+        after = _counters(conn, client)
     seconds = after.at - before.at
     fires = after.completed - before.completed
     rate = fires / seconds
@@ -108,7 +107,7 @@ def measure(k: int) -> list[Record]:
     redis_cores = (after.redis_cpu - before.redis_cpu) / seconds
     measured: list[tuple[str, float, str]] = [
         ("fires completed per second", round(rate, 1), "fires/s"),
-        ("daemon CPU", cpu.cores["daemon"], "cores"),
+        ("daemon CPU (all of them)", cpu.cores["daemon"], "cores"),
         ("PostgreSQL backends CPU", cpu.cores["postgresql"], "cores"),
         ("redis-server CPU", round(redis_cores, 3), "cores"),
         ("daemon CPU per 1,000 fires/s", round(cpu.cores["daemon"] * per_k, 2), "cores"),
@@ -127,16 +126,19 @@ def measure(k: int) -> list[Record]:
         ),
         ("machine busy", cpu.machine, "share of all cores"),
     ]
+    plural = "s" if daemons > 1 else ""
     return [
-        figure(f"fire load ({k} schedules every 1 s): {name}", value, unit, k)
+        figure(
+            f"fire load ({k} schedules every 1 s, {daemons} daemon{plural}): {name}", value, unit, k
+        )
         for name, value, unit in measured
     ]
 
 
 def run() -> list[Record]:
     records: list[Record] = []
-    for k in RATES:
-        records.extend(measure(k))
+    for k, daemons in CASES:
+        records.extend(measure(k, daemons))
     return records
 
 

@@ -166,17 +166,23 @@ class ShardKeeper:
         self._publish()
 
     def _load(self, shards: set[int]) -> None:
+        """Load `shards` one at a time, each marked loaded once in: a shard gets its new owner
+        as soon as its own rows are in, and the watcher's lock (which edits wait for) is held
+        for one shard's rows at a time, not for all of them."""
         started = self.clock.monotonic()
         catch_up = shards - self._loaded_elsewhere(shards)
-        outcomes = self.watcher.load_shards(
-            shards - set(self.watcher.shards.owned), catch_up=catch_up
-        )
-        self._mark_loaded(shards)
+        loaded = 0
+        for k in sorted(shards):
+            if self.stop.is_set():
+                break  # stopping: the leave deletes the leases not yet loaded
+            if k not in self.watcher.shards.owned:
+                loaded += sum(self.watcher.load_shards({k}, catch_up=catch_up & {k}).values())
+            self._mark_loaded({k})
         log.info(
             "shards.taken",
             shards=sorted(shards),
             caught_up=sorted(catch_up),
-            loaded=sum(outcomes.values()),
+            loaded=loaded,
             duration_s=round(self.clock.monotonic() - started, 3),
         )
 

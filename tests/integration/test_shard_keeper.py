@@ -118,9 +118,10 @@ def test_a_dead_owners_shards_move_once_its_lease_lapses_and_are_caught_up(
         return set(a.watcher.shards.owned) == set(range(SHARDS))
 
     wait_until(a_owns_everything, timeout=LEASE * 5, interval=0.1)
-    taken, caught_up = a.watcher.loads[-1]
-    assert taken == b_shards
-    assert caught_up == b_shards  # no live owner had them: missed occurrences are a's to handle
+    taken = [shards for shards, _ in a.watcher.loads[1:]]
+    caught_up = [catch_up for _, catch_up in a.watcher.loads[1:]]
+    assert taken == [{k} for k in sorted(b_shards)]  # one at a time
+    assert caught_up == taken  # no live owner had them: missed occurrences are a's to handle
     assert all(loaded_owners(db)[k] == {"a"} for k in range(SHARDS))
 
 
@@ -161,15 +162,16 @@ def test_a_lease_that_lapsed_under_a_live_instance_is_taken_again_loaded(
 def test_a_load_that_outlasts_the_lease_keeps_the_instance_and_its_leases_alive(
     db: DatabaseConnection,
 ) -> None:
-    """A round taking over shards loads them for three leases' time; the lease loop keeps the
+    """A round taking over shards loads them for four leases' time; the lease loop keeps the
     membership and every lease alive meanwhile, so nobody re-assigns them and the round, once
     done, has nothing to take again."""
     a, b = keeper(db, "a"), keeper(db, "b")
     start(a)
     start(b)
     a.round()
+    b_shards = set(b.watcher.shards.owned)
     b.leave()  # b's shards are a's again: a's next round loads them, slowly
-    a.watcher.load_seconds = 3 * LEASE
+    a.watcher.load_seconds = LEASE  # each of b's four shards: four leases' time in all
     lease_loop = threading.Event()
 
     def renew_every_beat() -> None:
@@ -205,7 +207,8 @@ def test_a_load_that_outlasts_the_lease_keeps_the_instance_and_its_leases_alive(
     assert taken and lapsed == []
     assert all(owners == {"a"} for owners in loaded_owners(db).values())
     a.round()
-    assert len(a.watcher.loads) == 2  # the start-up load and the slow one: nothing retaken
+    # The start-up load, then b's shards once each: nothing lapsed, so nothing taken again.
+    assert [shards for shards, _ in a.watcher.loads[1:]] == [{k} for k in sorted(b_shards)]
     assert a.watcher.drops == [set(b.watcher.shards.owned)]  # the first round, to b
 
 

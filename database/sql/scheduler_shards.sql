@@ -23,6 +23,12 @@ UPDATE scheduler_shards SET loaded_at = now()
 FROM unnest(%(shards)s::int[], %(epochs)s::bigint[]) AS t (k, e)
 WHERE instance_id = %(instance_id)s AND shard = t.k AND epoch = t.e;
 
+-- name: forget_loaded_shards
+-- A new process under this INSTANCE_ID has loaded nothing yet: the loaded marks its predecessor
+-- left on leases still live go, so no other instance drops a shard, or skips its catch-up, on
+-- the strength of rows this process does not hold.
+UPDATE scheduler_shards SET loaded_at = NULL WHERE instance_id = %(instance_id)s;
+
 -- name: live_shard_leases
 -- Every live lease: who owns which shard, and whether it has loaded it.
 SELECT shard, instance_id, epoch, loaded_at IS NOT NULL AS loaded FROM scheduler_shards

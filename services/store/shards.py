@@ -65,6 +65,10 @@ class ShardLeaseStore:
         params = {"shards": shards, "epochs": [epochs[k] for k in shards]}
         self.db.execute(_SHARDS["mark_shards_loaded"], {"instance_id": self.instance_id, **params})
 
+    def forget_loaded(self) -> None:
+        """At start-up: leases an earlier process of ours left are no longer loaded."""
+        self.db.execute(_SHARDS["forget_loaded_shards"], {"instance_id": self.instance_id})
+
     def live_leases(self) -> list[Lease]:
         return [Lease(**row) for row in self.db.fetch_all(_SHARDS["live_shard_leases"])]
 

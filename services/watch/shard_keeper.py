@@ -80,6 +80,7 @@ class ShardKeeper:
         """Before the start-up load: register, give instances starting alongside a moment to
         register too, and lease the shards we should own. Returns them and the ones to catch up
         on (no other live owner has them loaded)."""
+        self.leases.forget_loaded()  # a predecessor's (killed and restarted at once)
         self.leases.renew(self.shards, self.replicas)
         self.stop.wait(self.settle)
         members, held = self.leases.renew(self.shards, self.replicas)

@@ -229,6 +229,25 @@ def test_instances_with_other_settings_are_left_out_and_each_group_covers_every_
     assert b.watcher.loads == [(set(range(SHARDS)), set(range(SHARDS)))]
 
 
+def test_an_instance_restarted_at_once_is_not_taken_for_loaded_before_it_has_loaded(
+    db: DatabaseConnection,
+) -> None:
+    """b has loaded its shards and dies before a has handed them over; restarted at once
+    under the same INSTANCE_ID, it finds its leases still live. Its predecessor's loaded marks
+    must not let a drop those shards while the new process has none of their rows."""
+    a = keeper(db, "a")
+    start(a)
+    start(keeper(db, "b"))  # loaded and marked, then killed: a has not run a round since
+    b = keeper(db, "b")  # the new process: nothing in memory
+    owned, _ = b.join()
+    a.round()
+    assert a.watcher.drops == []  # a still fires them: nobody else has their rows
+    b.watcher.load_shards(set(owned.owned), catch_up=set())
+    b.loaded()
+    a.round()
+    assert a.watcher.drops == [set(owned.owned)]
+
+
 def test_a_graceful_stop_leaves_at_once(db: DatabaseConnection) -> None:
     a, b = keeper(db, "a"), keeper(db, "b")
     start(a)

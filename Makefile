@@ -7,11 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-services test-unit test-integration test-browser test-faults lint format typecheck bench bench-dispatch bench-celery \
+.PHONY: run test test-slow test-services test-unit test-integration test-browser test-faults lint format typecheck bench bench-dispatch bench-celery \
         migrate services browser db demo clean help bench-million bench-fire-load bench-shards
 
 help:
-	@echo "make run | test | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-dispatch | bench-celery | bench-million | bench-fire-load | bench-shards | migrate | demo | clean"
+	@echo "make run | test | test-slow | test-unit | test-integration | test-browser | test-faults | lint | format | typecheck | bench | bench-dispatch | bench-celery | bench-million | bench-fire-load | bench-shards | migrate | demo | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,12 @@ run: db
 migrate: venv
 	$(PY) run_migrations.py
 
+# The tests marked slow (a minute or so each) run in `make test-slow`; CI runs both.
 test: venv test-services browser
-	$(PY) -m pytest tests --ignore=tests/faults
+	$(PY) -m pytest tests --ignore=tests/faults -m "not slow"
+
+test-slow: venv test-services
+	$(PY) -m pytest tests --ignore=tests/faults -m slow
 
 test-faults: venv test-services
 	$(PY) -m pytest tests/faults

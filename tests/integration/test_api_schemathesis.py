@@ -50,7 +50,8 @@ from services.store.channels import ChannelStore
 from tests.support.api import CONTRACT_PATHS, ServeProcess, client, make_token, serving
 from tests.support.schedules import query
 
-pytestmark = pytest.mark.timeout(180)
+# Slow (about a minute): `make test-slow`, which CI runs after `make test`.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 QUERY = ParameterLocation.QUERY
 
 PROBLEM_TYPE = "application/problem+json"

@@ -112,6 +112,7 @@ def events_named(daemon: DaemonProcess, name: str, **fields: Any) -> list[dict[s
 # -- 2. three instances, fifty schedules: every occurrence exactly once ------------------------
 
 
+@pytest.mark.slow  # about 50 s: `make test-slow`, which CI runs after `make test`
 @pytest.mark.timeout(150)
 def test_three_instances_run_every_occurrence_exactly_once(
     env: dict[str, str], database_url: str, spawn: Spawn

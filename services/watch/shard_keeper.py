@@ -56,7 +56,6 @@ class ShardKeeper:
         self.instance_id = leases.instance_id
         self._held: dict[int, Lease] = {}  # our leases as of the last round
         self._mismatch_logged: set[str] = set()
-        self._peer_ids: frozenset[str] = frozenset()  # live members with our settings
         self._state = threading.Lock()
         # A load (the start-up one, or a shard a round takes) may outlast a lease (LOCK_TIMEOUT):
         # while one is under way, `renew_leases` (a loop of its own) keeps our membership and
@@ -84,14 +83,16 @@ class ShardKeeper:
         self.leases.renew(self.shards, self.replicas)
         self.stop.wait(self.settle)
         members, held = self.leases.renew(self.shards, self.replicas)
-        wanted = self._wanted(members)
-        taken = {**held, **self.leases.take(wanted - set(held))}
+        peers = self._peers(members)
+        assignment = assign(self.shards, peers, self.replicas)
+        taken = {**held, **self.leases.take(self._ours(assignment) - set(held))}
         with self._state:
             self._held = taken
         self._loading.set()
         mine = set(taken)
         self._publish()
-        return ShardSet(self.shards, frozenset(mine)), mine - self._loaded_elsewhere(mine)
+        catch_up = mine - self._loaded_elsewhere(mine, peers)
+        return ShardSet(self.shards, frozenset(mine)), catch_up
 
     def loaded(self) -> None:
         """After the start-up load: every lease we hold is loaded."""
@@ -135,7 +136,9 @@ class ShardKeeper:
             return {} if self._left else self.leases.take(shards)
 
     def _round(self, members: list[Member], held: dict[int, Lease]) -> None:
-        wanted = self._wanted(members)
+        peers = self._peers(members)
+        assignment = assign(self.shards, peers, self.replicas)
+        wanted = self._ours(assignment)
         in_memory = set(self.watcher.shards.owned)
         # Leases that lapsed under us (we were cut off past LOCK_TIMEOUT): still wanted, taken
         # again and, being loaded, marked so at once; otherwise dropped.
@@ -143,9 +146,7 @@ class ShardKeeper:
         if lapsed & wanted:
             retaken = self._take(lapsed & wanted)
             held.update({k: Lease(k, self.instance_id, v.epoch, True) for k, v in retaken.items()})
-            with self._state:
-                self._held.update(retaken)
-            self._mark_loaded(set(retaken))
+            self._write_marks({k: lease.epoch for k, lease in retaken.items()})
             log.warning("shards.leases_retaken", shards=sorted(retaken))
         if lapsed - wanted:
             self.watcher.drop_shards(lapsed - wanted)
@@ -162,16 +163,16 @@ class ShardKeeper:
             if k in wanted and (not lease.loaded or k not in in_memory)
         }
         if to_load:
-            self._load(to_load)
-        self._drop_handed_over(set(held) - wanted)
+            self._load(to_load, peers)
+        self._drop_handed_over(set(held) - wanted, assignment)
         self._publish()
 
-    def _load(self, shards: set[int]) -> None:
+    def _load(self, shards: set[int], peers: list[str]) -> None:
         """Load `shards` one at a time, each marked loaded once in: a shard gets its new owner
         as soon as its own rows are in, and the watcher's lock (which edits wait for) is held
         for one shard's rows at a time, not for all of them."""
         started = self.clock.monotonic()
-        catch_up = shards - self._loaded_elsewhere(shards)
+        catch_up = shards - self._loaded_elsewhere(shards, peers)
         loaded = 0
         for k in sorted(shards):
             if self.stop.is_set():
@@ -187,13 +188,10 @@ class ShardKeeper:
             duration_s=round(self.clock.monotonic() - started, 3),
         )
 
-    def _drop_handed_over(self, unwanted: set[int]) -> None:
+    def _drop_handed_over(self, unwanted: set[int], assignment: dict[int, list[str]]) -> None:
         """Drop each shard we should no longer own once all its owners-to-be have loaded it."""
         if not unwanted:
             return
-        with self._state:
-            peers = sorted(self._peer_ids)
-        assignment = assign(self.shards, peers, self.replicas)
         loaded = {
             (lease.shard, lease.instance_id) for lease in self.leases.live_leases() if lease.loaded
         }
@@ -214,16 +212,14 @@ class ShardKeeper:
             epochs = {k: self._held[k].epoch for k in shards if k in self._held}
             for k, epoch in epochs.items():
                 self._held[k] = Lease(k, self.instance_id, epoch, True)
+        self._write_marks(epochs)
+
+    def _write_marks(self, epochs: dict[int, int]) -> None:
         with self._writes:
             if epochs and not self._left:
                 self.leases.mark_loaded(epochs)
 
-    def _wanted(self, members: list[Member]) -> set[int]:
-        """The shards the assignment over our peers gives us; records the peers."""
-        peers = self._peers(members)
-        with self._state:
-            self._peer_ids = frozenset(peers)
-        assignment = assign(self.shards, peers, self.replicas)
+    def _ours(self, assignment: dict[int, list[str]]) -> set[int]:
         return {k for k, chosen in assignment.items() if self.instance_id in chosen}
 
     def _peers(self, members: list[Member]) -> list[str]:
@@ -249,9 +245,8 @@ class ShardKeeper:
             peers.append(self.instance_id)  # renewed in this very transaction: only a clock step
         return peers
 
-    def _loaded_elsewhere(self, shards: set[int]) -> set[int]:
-        with self._state:
-            peers = self._peer_ids
+    def _loaded_elsewhere(self, shards: set[int], peers: list[str]) -> set[int]:
+        """Those of `shards` another of our peers has loaded."""
         return {
             lease.shard
             for lease in self.leases.live_leases()

@@ -293,6 +293,15 @@ def _check_fires(hashed: HashedCron, names: tuple[str, ...]) -> None:
         for item in field
         if isinstance(item, Hashed)
     ]
+    if (
+        not drawn
+        and hashed.days is None
+        and plain_cron(render(hashed.fields), hashed.seconds_first)
+    ):
+        # A plain expression always fires: plain_cron refuses one whose days no listed month
+        # has, and two restricted day fields fire on either. The search below costs more than
+        # the rest of the parse (most of a varied install's crons are plain).
+        return
     options = [_date_choices(item) for item in drawn]
     count = prod(len(values) for values in options)
     if count > _MAX_DRAW_CHECKS:

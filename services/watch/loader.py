@@ -17,7 +17,6 @@ from uuid import UUID
 
 from services.clock import Clock
 from services.errors import DatabaseError, DatabaseUnavailable, InvalidScheduleError
-from services.heap import release_free_memory
 from services.log import get_logger
 from services.metrics import Metrics
 from services.model.catalog import Catalog
@@ -26,11 +25,11 @@ from services.model.occurrence import LoadedSchedule, Occurrence, OccurrenceSink
 from services.model.records import NextRunWrite, Schedule
 from services.model.vocabulary import RunTrigger
 from services.scheduling.jobs import JobTable
+from services.watch.next_run_writer import NextRunWriter
 
 log = get_logger(__name__)
 MAX_CATCHUP_SKIP_ROWS = 100  # per schedule; beyond that the skipped count is logged, not stored
 VERBOSE_LIMIT = 100  # larger batches log one summary instead of a line per schedule
-NEXT_RUN_CHUNK = 10_000
 MAX_MISSED_SCAN = 100_000  # bound on walking missed occurrences (a 1 s interval down for a day)
 _TICK = timedelta(microseconds=1)
 
@@ -91,54 +90,30 @@ class ScheduleLoader:
     ) -> Counter[str]:
         """Bring rows into the scheduler; count the outcomes ('added', 'updated', 'unchanged',
         'removed', 'invalid', 'expired'). next_run is written in one statement for all, or, for
-        the start-up load (`background`), by a thread in chunks, after the jobs are scheduled."""
+        the start-up load (`background`), by a thread, a chunk at a time while the load goes on."""
         outcomes: Counter[str] = Counter()
+        writer = NextRunWriter(self.marks.set_next_runs, self.stop) if background else None
         next_runs: list[NextRunWrite] = []
+        add = next_runs.append if writer is None else writer.add
         verbose = len(schedules) <= VERBOSE_LIMIT
         # One "now" for the batch: every row is judged against the same moment (and reading
         # the clock per row showed at 100,000 rows).
         now = self.clock.now()
-        for schedule in schedules:
-            outcome, next_run = self._apply(schedule, now, catch_up=catch_up, verbose=verbose)
-            outcomes[outcome] += 1
-            if outcome != "unchanged" and next_run != schedule.next_run:
-                next_runs.append(NextRunWrite(schedule.schedule_id, next_run, schedule.config_hash))
+        try:
+            for schedule in schedules:
+                outcome, next_run = self._apply(schedule, now, catch_up=catch_up, verbose=verbose)
+                outcomes[outcome] += 1
+                if outcome != "unchanged" and next_run != schedule.next_run:
+                    add(NextRunWrite(schedule.schedule_id, next_run, schedule.config_hash))
+        finally:
+            if writer is not None:
+                writer.finish()
         if outcomes.keys() - {"unchanged", "disabled"}:
             self.jobs.wakeup()  # once per batch: its next wake-up may be earlier now
-        if background:
-            threading.Thread(
-                target=self._write_next_runs,
-                args=(next_runs,),
-                name="next-run-writer",
-                daemon=True,
-            ).start()
-        else:
+        if writer is None:
             self.marks.set_next_runs(next_runs)
         self.metrics.schedules_loaded.set(self.count)
         return outcomes
-
-    def _write_next_runs(self, pairs: list[NextRunWrite]) -> None:
-        # One lock order, fewer deadlocks with bulk edits. A row edited since the load keeps the
-        # next_run its own pass wrote (the statement checks the configuration hash).
-        pairs.sort(key=lambda pair: pair.schedule_id)
-        for start in range(0, len(pairs), NEXT_RUN_CHUNK):
-            if self.stop.is_set():
-                return  # shutting down: the pool is closing, and the next start writes them
-            chunk = pairs[start : start + NEXT_RUN_CHUNK]
-            for attempt in range(3):
-                try:
-                    self.marks.set_next_runs(chunk)
-                    break
-                except Exception as exc:  # e.g. the pool closed by a shutdown meanwhile
-                    # next_run is rewritten after every run: a gap only delays what it shows.
-                    log.warning(
-                        "schedule.next_run_write_failed",
-                        error=str(exc),
-                        attempt=attempt + 1,
-                        rows=len(chunk),
-                    )
-        del pairs[:]  # the caller's list: its 100,000 writes are done with
-        release_free_memory()  # what the writes' parameters and results took, back to the system
 
     def remove(self, schedule_id: UUID) -> bool:
         with self._lock:

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import redis
@@ -54,14 +54,9 @@ from services.store.shards import ShardLeaseStore
 from services.sync.service import zero_counts
 from services.watch.assembly import build_watch
 from services.watch.shard_keeper import ShardKeeper
-from services.web.assembly import (
-    DAEMON_API_THREADS,
-    api_context,
-    build_web_server,
-    open_api_pool,
-)
-from services.web.limits import HttpLimits
-from services.web.server import WebServer
+
+if TYPE_CHECKING:
+    from services.web.server import WebServer
 
 log = get_logger(__name__)
 
@@ -277,6 +272,16 @@ class EnhancedScheduler:
         self._shutdown.run()
 
     def _build_web(self) -> WebServer:
+        # Imported here, not at the top: FastAPI, pydantic, uvicorn and jinja2 cost a daemon with
+        # HTTP_PORT=0 start-up time and memory for a part it never uses.
+        from services.web.assembly import (
+            DAEMON_API_THREADS,
+            api_context,
+            build_web_server,
+            open_api_pool,
+        )
+        from services.web.limits import HttpLimits
+
         s = self.settings
         api_db = open_api_pool(s)
         api = api_context(

@@ -24,8 +24,6 @@ from services.lock.sentinel import endpoint as redis_endpoint
 from services.lock.target import RedisTarget
 from services.log import configure_logging, get_logger, secrets_of
 from services.store.pool import DatabaseConnection
-from services.web.assembly import api_context, build_web_server, open_api_pool
-from services.web.limits import HttpLimits
 
 log = get_logger(__name__)
 
@@ -75,6 +73,12 @@ class ServeOps:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: scheduler.py loads every command's module, and FastAPI,
+    # pydantic, uvicorn and jinja2 would cost every other command (`run` among them) start-up
+    # time and memory.
+    from services.web.assembly import api_context, build_web_server, open_api_pool
+    from services.web.limits import HttpLimits
+
     settings = get_settings()
     configure_logging(
         level=settings.log_level,

@@ -3,6 +3,8 @@
 A failure is a SendFailed whose message never holds the target's URL, the webhook secret or
 the SMTP password; `channel_down` says the channel could not be reached at all (the delivery
 then leaves that channel's other rows alone until later).
+
+httpx is imported at the first HTTP send, not with this module: see services/http_client.py.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from services.errors import InvalidChannel
+from services.http_client import LazyHttpClient
 from services.model.records import Channel
 from services.notify.messages import dashboard_link, email_message, slack_body, webhook_body
 from services.notify.targets import check_url
@@ -65,7 +66,7 @@ class Senders:
         self.timeout = timeout
         self.dashboard_url = dashboard_url
         # Redirects are not followed: an allowed host must not forward us to one that is not.
-        self._http = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._http = LazyHttpClient(timeout=timeout, follow_redirects=False)
 
     def close(self) -> None:
         self._http.close()
@@ -82,6 +83,8 @@ class Senders:
             raise SendFailed(f"unknown channel kind {channel.kind!r}", final=True)
 
     def _post(self, channel: Channel, payload: dict[str, Any], key: str, *, signed: bool) -> None:
+        import httpx  # at the first HTTP send (see the module's text)
+
         try:
             url = check_url(channel.target.get("url"), self.allowed_hosts)
         except InvalidChannel as exc:  # NOTIFY_ALLOWED_HOSTS changed since the channel was added
@@ -98,7 +101,7 @@ class Senders:
             headers[SIGNATURE_HEADER] = signature(self.webhook_secret, data)
         host = urlsplit(url).hostname
         try:
-            response = self._http.post(url, content=data, headers=headers)
+            response = self._http.get().post(url, content=data, headers=headers)
         except httpx.TimeoutException:
             raise SendFailed(
                 f"{host} did not answer in {self.timeout:g} s", channel_down=True

@@ -4,19 +4,23 @@
 MAX_RESPONSE_BYTES for all pages together (refused on Content-Length, else cut while streaming),
 MAX_ATTEMPTS tries per page with doubling backoff on connection errors, time-outs, broken bodies,
 408, 429 and 5xx; pagination by a top-level `next` or `links.next` URL, up to MAX_PAGES.
+
+httpx is imported at the first fetch, not with this module, which every daemon loads (most never
+sync): its import costs start-up time and memory.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
-
-import httpx
 
 from services.errors import ApiSyncError, RetryablePage
 from services.log import get_logger
+
+if TYPE_CHECKING:
+    import httpx
 
 log = get_logger(__name__)
 MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # for the whole answer, every page included
@@ -83,6 +87,8 @@ class ApiClient:
 
     def fetch_items(self) -> tuple[list[Any], int]:
         """Every item of every page, and the number of pages."""
+        import httpx  # at the first fetch (see the module's text)
+
         items: list[Any] = []
         seen: set[str] = set()
         budget = self.max_bytes
@@ -129,6 +135,8 @@ class ApiClient:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _get_once(self, client: httpx.Client, url: str, budget: int) -> bytes:
+        import httpx  # loaded by fetch_items already
+
         shown = shown_url(url)
         headers = {"Accept": "application/json"}
         # The token goes to API_URL's own origin only, never to a host a `next` link names.

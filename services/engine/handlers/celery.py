@@ -12,6 +12,9 @@ state until the job's time-out. No step blocks for long: each connect, publish a
 a third of `CELERY_TIMEOUT`, so one retry on a fresh connection still fits in it, and an
 unreachable broker is a retryable failure. (A publish whose confirm never came is sent once more
 by that retry: the broker may then hold it twice, under the same task_id and key.)
+
+Celery and kombu are imported where they are used, at the first send, not with this module: a
+daemon without celery jobs would pay their start-up time and memory for nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +22,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from celery import Celery
-from kombu import pools
-from kombu.exceptions import KombuError, OperationalError
-from kombu.utils.collections import eqhash
 
 from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers.base import (
@@ -40,6 +38,9 @@ from services.engine.handlers.http import envelope
 from services.model.celery_payload import celery_payload_problems
 from services.model.vocabulary import ExecutionStatus
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 # A task's JSON result up to this size is kept whole in metadata; larger ones only as a tail.
 MAX_KEPT_RESULT_CHARS = 4096
 # Result polling starts fast (most tasks are quick) and backs off to this interval.
@@ -52,6 +53,8 @@ _STEP_SHARE = 1 / 3
 
 def build_celery_app(broker_url: str, result_backend: str | None, timeout: float) -> Celery:
     """A Celery app that only sends: no task modules, no retries beyond `timeout`."""
+    from celery import Celery  # at the first send (see the module's text)
+
     app = Celery("enhanced-scheduler", set_as_current=False)
     options: dict[str, Any] = {}
     if urlsplit(broker_url).scheme in _AMQP_SCHEMES:
@@ -92,6 +95,9 @@ def close_celery_app(app: Celery) -> None:
     """Closes the sockets the app holds. Celery's own close() only forgets its pools, and its
     producers come from kombu's process-wide pools, keyed by the broker's address: those are
     closed and dropped too, so that a later app for the same broker starts with fresh ones."""
+    from kombu import pools  # loaded with the app (see the module's text)
+    from kombu.utils.collections import eqhash
+
     connection = app.connection_for_write()
     key = eqhash(connection)  # type: ignore[no-untyped-call]
     for group in (pools.producers, pools.connections):
@@ -176,6 +182,8 @@ class CeleryHandler:
         queue: str | None = ctx.payload.get("queue")
         task_id = str(ctx.execution_id)
         app = self._celery()
+        from kombu.exceptions import KombuError, OperationalError  # loaded with the app
+
         started = self._clock.monotonic()
         try:
             result = app.send_task(

@@ -2,15 +2,16 @@
 
 Only hosts listed in `HTTP_ALLOWED_HOSTS` may be named by a payload (the webhook URL is the
 operator's own setting). Bodies are never logged: payloads may carry secrets.
+
+httpx is imported at the first http job's run, not with this module, which every daemon loads
+(the `nats` and `celery` jobs use its `envelope` too): see services/http_client.py.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers.base import (
@@ -22,7 +23,11 @@ from services.engine.handlers.base import (
     run_guarded,
 )
 from services.errors import BodyDeadline
+from services.http_client import LazyHttpClient
 from services.model.vocabulary import ExecutionStatus
+
+if TYPE_CHECKING:
+    import httpx
 
 # A response body larger than this is not read further: we only need a summary and a scan_id.
 MAX_BODY_BYTES = 1024 * 1024
@@ -63,10 +68,9 @@ class HttpHandler:
         )
         self._webhook_url = webhook_url or None
         self._request_timeout = request_timeout
-        # One pooled client for all runs; httpx.Client is safe to share between threads.
-        # Redirects are not followed: a 3xx is an answer, and following one could leave the
-        # allowlist.
-        self._client = httpx.Client(follow_redirects=False)
+        # One pooled client for all runs, made at the first. Redirects are not followed: a 3xx
+        # is an answer, and following one could leave the allowlist.
+        self._client = LazyHttpClient(follow_redirects=False)
 
     def close(self) -> None:
         self._client.close()
@@ -76,6 +80,8 @@ class HttpHandler:
 
     def _target(self, ctx: JobContext) -> httpx.URL | JobOutcome:
         """The URL to call, or the refusal explaining why there is none."""
+        import httpx  # at the first http job's run (see the module's text)
+
         requested = ctx.payload.get("url")
         if requested is None:
             if self._webhook_url is None:
@@ -112,6 +118,8 @@ class HttpHandler:
         return url
 
     def _run(self, ctx: JobContext) -> JobOutcome:
+        import httpx  # at the first http job's run (see the module's text)
+
         target = self._target(ctx)
         if isinstance(target, JobOutcome):
             ctx.log.warning("handler.http.refused", reason=target.error_message)
@@ -127,7 +135,7 @@ class HttpHandler:
         ctx.log.debug("handler.http.request", host=target.host, timeout_s=limit)
         started = self._clock.monotonic()
         try:
-            with self._client.stream(
+            with self._client.get().stream(
                 "POST", target, content=body, headers=headers, timeout=limit
             ) as response:
                 raw, truncated = self._read_body(response, deadline)

@@ -6,20 +6,16 @@ same occurrence and attempt; the run completes when a stream acknowledges it. Wi
 `payload.request: true` it is a request instead, completed by the first reply.
 
 Only subjects matching NATS_SUBJECT_ALLOWLIST are used. Bodies are never logged.
+
+nats-py is imported at a nats job's first run (past the payload check), not with this module: a
+daemon without nats jobs would pay its start-up time and memory for nothing.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
-
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from typing import TYPE_CHECKING, Any
 
 from services.clock import SYSTEM_CLOCK, Clock
 from services.engine.handlers.base import TAIL_CHARS, JobContext, JobOutcome, run_guarded
@@ -34,11 +30,11 @@ from services.engine.handlers.nats_link import (
 from services.model.nats_subject import nats_payload_problems
 from services.model.vocabulary import ExecutionStatus
 
-# JetStream API errors that a later attempt cannot fix (a bad request, a stream or account
-# that does not exist as named); others (503 and the like) are worth retrying.
-_FINAL_API_ERRORS = (nats.js.errors.BadRequestError, nats.js.errors.NotFoundError)
-# Client errors about the message itself: the same message will fail again.
-_FINAL_CLIENT_ERRORS = (nats.errors.MaxPayloadError, nats.errors.BadSubjectError)
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+    from nats.js.api import PubAck
 
 
 class NatsHandler:
@@ -65,6 +61,9 @@ class NatsHandler:
         if problems:
             ctx.log.warning("handler.nats.refused", reason=problems[0])
             return JobOutcome.failure("invalid_payload", "; ".join(problems), retryable=False)
+        import nats.errors  # here, not at the top (see the module's text)
+        import nats.js.errors
+
         subject: str = ctx.payload["subject"]
         request = ctx.payload.get("request", False) is True
         limit = max(0.001, min(ctx.timeout, self._options.timeout))
@@ -109,20 +108,25 @@ class NatsHandler:
         except NatsUnavailable as exc:
             return self._failed(ctx, "unavailable", str(exc), retryable=True)
         except nats.js.errors.APIError as exc:
+            # Errors a later attempt cannot fix (a bad request, a stream or account that does
+            # not exist as named); others (503 and the like) are worth retrying.
+            final_api_errors = (nats.js.errors.BadRequestError, nats.js.errors.NotFoundError)
             return self._failed(
                 ctx,
                 "jetstream_error",
                 f"JetStream refused the message: {exc.description or exc}",
-                retryable=not isinstance(exc, _FINAL_API_ERRORS),
+                retryable=not isinstance(exc, final_api_errors),
                 code=exc.code,
                 err_code=exc.err_code,
             )
         except nats.errors.Error as exc:
+            # Errors about the message itself: the same message will fail again.
+            final_client_errors = (nats.errors.MaxPayloadError, nats.errors.BadSubjectError)
             return self._failed(
                 ctx,
                 type(exc).__name__,
                 self._link.scrub(str(exc) or type(exc).__name__),
-                retryable=not isinstance(exc, _FINAL_CLIENT_ERRORS),
+                retryable=not isinstance(exc, final_client_errors),
             )
 
     @staticmethod

@@ -11,6 +11,9 @@ of waiting (a message buffered while disconnected could still go out after its r
 as failed, and its retry carries another attempt's key).
 
 NATS_URL may hold a user and password: only the hosts ever reach a log line or an error.
+
+nats-py itself is imported at the first connection, not with this module: a daemon without nats
+jobs would pay its start-up time and memory for nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from nats.aio.client import Client
-from nats.js import JetStreamContext
-
 from services.log import get_logger
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
 
 log = get_logger("services.engine.handlers.nats")
 
@@ -90,7 +94,8 @@ class NatsOptions:
         return found
 
 
-Call = Callable[[Client, JetStreamContext], Awaitable[T]]
+if TYPE_CHECKING:
+    Call = Callable[[Client, JetStreamContext], Awaitable[T]]
 
 
 class NatsLink:
@@ -204,6 +209,8 @@ class NatsLink:
         raise NatsUnavailable(f"cannot reach NATS at {self.options.hosts}: {self._failure}")
 
     async def _connect(self) -> None:
+        from nats.aio.client import Client  # here, not at the top (see the module's text)
+
         nc = Client()
         tls = (
             ssl.create_default_context(cafile=self.options.tls_ca) if self.options.tls_ca else None

@@ -26,7 +26,8 @@ from calendar import monthrange
 from dataclasses import dataclass
 from datetime import MAXYEAR, date, datetime, timedelta
 from functools import lru_cache
-from typing import TypeVar
+
+from services.model.sharing import shared
 
 _ITEM = re.compile(r"(\*)?(?:(\d+)(?:-(\d+))?)?(?:/(\d+))?", re.ASCII)
 # (low, high) of second, minute, hour, day-of-month, month, day-of-week (Sunday = 0).
@@ -134,28 +135,11 @@ def plain_cron(expression: str, seconds_first: bool) -> PlainCron | None:
         if not any(d <= monthrange(2000, month)[1] for month in months):
             return None  # a day no listed month has (30 2): croniter's search says what it does
     return PlainCron(
-        seconds=_shared(seconds),
-        minutes=_shared(minutes),
-        hours=_shared(hours),
-        days=None if day_set is None else _shared(day_set),
-        months=_shared(frozenset(months)),
-        weekdays=None if weekday_set is None else _shared(weekday_set),
+        seconds=shared(seconds),
+        minutes=shared(minutes),
+        hours=shared(hours),
+        days=None if day_set is None else shared(day_set),
+        months=shared(frozenset(months)),
+        weekdays=None if weekday_set is None else shared(weekday_set),
         either_day=day_set is not None and weekday_set is not None,
     )
-
-
-_VALUES: dict[object, object] = {}
-_MAX_VALUES = 16_384
-_V = TypeVar("_V", tuple[int, ...], frozenset[int])
-
-
-def _shared(values: _V) -> _V:
-    """`values`, or an equal tuple or set read before. Nearly every expression of a varied
-    install is its own, but its fields repeat: every `*` month is the same 12-value set (728 B),
-    every `0` second the same tuple. One copy each instead of one per schedule."""
-    found = _VALUES.get(values)
-    if found is not None:
-        return found  # type: ignore[return-value]  # equal, hence of the same type
-    if len(_VALUES) < _MAX_VALUES:
-        _VALUES[values] = values
-    return values

@@ -10,10 +10,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from services.model.cron_syntax import read_cron
+from services.model.sharing import shared
 from services.model.wallclock import (
     SECOND,
     DailyRule,
@@ -28,23 +28,6 @@ MAX_INTERVAL = 3650 * 86_400  # ten years: keeps anchor + k * period far from da
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_NUMBERS = {name: n for n, day in enumerate(_DAYS) for name in (day, day[:3])}
 _DAY_HINT = "a day name (monday-sunday or mon-sun, any case)"
-_T = TypeVar("_T")
-# Rows of a varied install repeat these frozen values (one start_date for a batch of rows, a
-# "daily at 02:00" rule, an interval of one hour) while their configuration texts differ, so the
-# parse cache does not share them: equal values are shared here, up to a bound, instead of held
-# once per row (at 100,000 varied rows, ~100 B per schedule).
-_SHARED: dict[object, object] = {}
-_MAX_SHARED = 65_536
-
-
-def shared(value: _T) -> _T:
-    """`value`, or an equal one seen before (frozen values only: rules, UTC instants, periods)."""
-    found = _SHARED.get(value)
-    if found is not None:
-        return found  # type: ignore[return-value]  # equal, hence of the same type
-    if len(_SHARED) < _MAX_SHARED:
-        _SHARED[value] = value
-    return value
 
 
 @dataclass(frozen=True)
